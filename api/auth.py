@@ -1,0 +1,97 @@
+"""API keys: stored as Argon2 hashes, found by a short non-secret digest,
+each with one role. Views declare who may call them with ``requires``."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable
+from functools import wraps
+from typing import TypeVar
+
+from argon2 import PasswordHasher
+from argon2.exceptions import VerificationError
+from flask import g, request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.errors import Problem
+from api.services import services
+from models import ApiKey, Role
+
+_hasher = PasswordHasher()
+F = TypeVar("F", bound=Callable)
+# Argon2 is deliberately slow (tens of ms, 64 MiB) and clients poll. A key value
+# verified once against a stored hash is remembered by its SHA-256 in this
+# process; the row (and so revocation) is still read on every request.
+_verified: dict[str, str] = {}
+_VERIFIED_MAX = 10_000
+
+
+def lookup_of(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def new_key_value() -> str:
+    return "emoq_" + secrets.token_urlsafe(32)
+
+
+def create_key(session: Session, name: str, role: Role, value: str | None = None) -> tuple[ApiKey, str]:
+    value = value or new_key_value()
+    key = ApiKey(name=name, role=role.value, lookup=lookup_of(value), key_hash=_hasher.hash(value))
+    session.add(key)
+    session.flush()
+    return key, value
+
+
+def find_key(session: Session, value: str) -> ApiKey | None:
+    key = session.scalar(select(ApiKey).where(ApiKey.lookup == lookup_of(value), ApiKey.revoked_at.is_(None)))
+    if key is None:
+        return None
+    fingerprint = hashlib.sha256(value.encode()).hexdigest()
+    if _verified.get(fingerprint) == key.key_hash:
+        return key
+    try:
+        _hasher.verify(key.key_hash, value)
+    except VerificationError:
+        return None
+    if len(_verified) >= _VERIFIED_MAX:
+        _verified.clear()
+    _verified[fingerprint] = key.key_hash
+    return key
+
+
+def ensure_bootstrap_key(session: Session, value: str) -> None:
+    """Idempotent: an admin key with exactly this value exists afterwards."""
+    if session.scalar(select(ApiKey).where(ApiKey.lookup == lookup_of(value))) is None:
+        create_key(session, "bootstrap", Role.admin, value)
+
+
+def current_key() -> ApiKey:
+    return g.api_key
+
+
+def requires(*roles: Role) -> Callable[[F], F]:
+    allowed = {r.value for r in roles} | {Role.admin.value}
+
+    def decorator(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            header = request.headers.get("Authorization", "")
+            scheme, _, value = header.partition(" ")
+            if scheme.lower() != "bearer" or not value.strip():
+                raise Problem(401, "unauthorized", "send 'Authorization: Bearer <api key>'")
+            with services().sessions() as session:
+                key = find_key(session, value.strip())
+            if key is None:
+                raise Problem(401, "unauthorized", "unknown or revoked API key")
+            if key.role not in allowed:
+                raise Problem(
+                    403, "forbidden", f"this route needs one of the roles {sorted(allowed)}; your key is '{key.role}'"
+                )
+            g.api_key = key
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator

@@ -1,0 +1,228 @@
+"""Jobs: submit a recording, read its status and result."""
+
+from __future__ import annotations
+
+import io
+import re
+import uuid
+
+import numpy as np
+from flask import Blueprint, Response, request, url_for
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from api.auth import current_key, requires
+from api.errors import Problem
+from api.pagination import next_cursor, page
+from api.services import services
+from api.uploads import object_key_for, receive
+from models import EMOTION_LABELS, Job, JobStatus, Result, Role
+from models.db import transaction
+from worker.sweep import publish_job
+
+bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
+
+_TOKEN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+def _form_token(name: str, max_len: int = 64) -> str | None:
+    value = request.form.get(name)
+    if value is None or value == "":
+        return None
+    value = value.strip().lower()
+    if len(value) > max_len or not _TOKEN.match(value):
+        raise Problem(400, f"invalid_{name}", f"{name} must be lowercase letters, digits, '_' or '-'")
+    return value
+
+
+def _channel_roles() -> list[str] | None:
+    raw = request.form.get("channels")
+    if not raw:
+        return None
+    roles = [r.strip().lower() for r in raw.split(",")]
+    if len(roles) > 8 or not all(_TOKEN.match(r) for r in roles) or len(set(roles)) != len(roles):
+        raise Problem(400, "invalid_channels", "channels must be distinct role names, e.g. 'agent,customer'")
+    return roles
+
+
+@bp.post("")
+@requires(Role.submitter)
+def submit() -> tuple[dict, int, dict]:
+    svc = services()
+    file = request.files.get("file")
+    if file is None:
+        raise Problem(400, "file_missing", "send the recording as the multipart field 'file'")
+    granularity = request.form.get("granularity", "utterance")
+    if granularity not in ("utterance", "frame"):
+        raise Problem(400, "invalid_granularity", "granularity must be 'utterance' or 'frame'")
+    domain = _form_token("domain")
+    roles = _channel_roles()
+    external_id = request.form.get("external_id") or None
+    if external_id is not None and len(external_id) > 200:
+        raise Problem(400, "invalid_external_id", "external_id is limited to 200 characters")
+
+    upload = receive(file.stream, svc.settings)
+    try:
+        if roles and upload.channels is not None and len(roles) != upload.channels:
+            raise Problem(
+                400, "invalid_channels", f"{len(roles)} channel roles given for a {upload.channels}-channel recording"
+            )
+        job_id, task_id = uuid.uuid4(), uuid.uuid4()
+        key = object_key_for(job_id)
+        try:
+            with upload.path.open("rb") as fh:
+                svc.store.put_stream(key, fh, upload.size_bytes, upload.content_type)
+        except Exception as exc:
+            raise Problem(503, "storage_unavailable", f"could not store the upload: {exc}") from None
+        try:
+            with transaction(svc.sessions) as session:
+                session.add(
+                    Job(
+                        id=job_id,
+                        task_id=task_id,
+                        status=JobStatus.queued.value,
+                        object_key=key,
+                        sha256=upload.sha256,
+                        size_bytes=upload.size_bytes,
+                        content_type=upload.content_type,
+                        original_filename=(file.filename or None) and file.filename[:500],
+                        duration_seconds=upload.duration_seconds,
+                        sample_rate=upload.sample_rate,
+                        channels=upload.channels,
+                        channel_roles=roles,
+                        submitter_id=current_key().id,
+                        external_id=external_id,
+                        granularity=granularity,
+                        domain=domain,
+                    )
+                )
+        except SQLAlchemyError:
+            svc.store.remove(key)
+            raise Problem(503, "database_unavailable", "could not record the job; nothing was kept") from None
+    finally:
+        upload.path.unlink(missing_ok=True)
+    # Only now, with the row committed, may a worker see the job.
+    publish_job(svc.sessions, job_id, task_id, svc.publish)
+    location = url_for("jobs.get_job", job_id=job_id)
+    return {"id": str(job_id), "status": JobStatus.queued.value}, 202, {"Location": location}
+
+
+def _visible_job(session, job_id: uuid.UUID) -> Job:
+    job = session.get(Job, job_id)
+    key = current_key()
+    if job is None or (key.role == Role.submitter.value and job.submitter_id != key.id):
+        raise Problem(404, "job_not_found", f"no job {job_id}")
+    return job
+
+
+def result_body(result: Result) -> dict:
+    return {
+        "model": {
+            "id": result.model_id,
+            "revision": result.model_revision,
+            "random_weights": result.model_random_weights,
+        },
+        "labels": list(EMOTION_LABELS),
+        "scores": result.scores,
+        "primary": {"label": result.primary_label, "confidence": result.primary_confidence},
+        "embedding_dim": result.embedding_dim,
+        "flags": result.flags,
+        "enhancement": result.enhancement,
+        "calibration_version": result.calibration_version,
+        "aggregate": result.aggregate,
+        "segments": result.segments,
+    }
+
+
+def job_body(job: Job, result: Result | None, *, full: bool) -> dict:
+    body = {
+        "id": str(job.id),
+        "status": job.status,
+        "error": {"code": job.error_code, "message": job.error_message} if job.status == "failed" else None,
+        "attempts": job.attempts,
+        "external_id": job.external_id,
+        "granularity": job.granularity,
+        "domain": job.domain,
+        "created_at": job.created_at.isoformat(),
+        "started_at": job.started_at and job.started_at.isoformat(),
+        "finished_at": job.finished_at and job.finished_at.isoformat(),
+        "recording": {
+            "sha256": job.sha256,
+            "size_bytes": job.size_bytes,
+            "duration_seconds": job.duration_seconds,
+            "sample_rate": job.sample_rate,
+            "channels": job.channels,
+            "channel_roles": job.channel_roles,
+        },
+    }
+    if result is not None:
+        if full:
+            body["result"] = result_body(result)
+        else:
+            body["primary"] = {"label": result.primary_label, "confidence": result.primary_confidence}
+            body["flags"] = result.flags
+    return body
+
+
+@bp.get("/<uuid:job_id>")
+@requires(Role.submitter, Role.reviewer)
+def get_job(job_id: uuid.UUID) -> dict:
+    with services().sessions() as session:
+        job = _visible_job(session, job_id)
+        result = session.scalar(select(Result).where(Result.job_id == job.id))
+        return job_body(job, result, full=True)
+
+
+@bp.get("/<uuid:job_id>/embedding")
+@requires(Role.submitter, Role.reviewer)
+def get_embedding(job_id: uuid.UUID) -> Response:
+    with services().sessions() as session:
+        job = _visible_job(session, job_id)
+        result = session.scalar(select(Result).where(Result.job_id == job.id))
+        if result is None:
+            raise Problem(409, "result_not_ready", f"job {job_id} is {job.status}; no embedding yet")
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(result.embedding, dtype=np.float32))
+    return Response(
+        buffer.getvalue(),
+        mimetype="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{job_id}.npy"'},
+    )
+
+
+@bp.get("/<uuid:job_id>/segments/<int:index>/frames")
+@requires(Role.submitter, Role.reviewer)
+def get_frames(job_id: uuid.UUID, index: int) -> Response:
+    svc = services()
+    with svc.sessions() as session:
+        job = _visible_job(session, job_id)
+        result = session.scalar(select(Result).where(Result.job_id == job.id))
+        segments = result.segments if result else []
+    if not 0 <= index < len(segments) or not segments[index].get("frames_key"):
+        raise Problem(404, "frames_not_found", "no frame features for that segment (submit with granularity=frame)")
+    return Response(svc.store.get_bytes(segments[index]["frames_key"]), mimetype="application/octet-stream")
+
+
+@bp.get("")
+@requires(Role.submitter, Role.reviewer)
+def list_jobs() -> dict:
+    svc = services()
+    query = select(Job)
+    status = request.args.get("status")
+    if status:
+        if status not in {s.value for s in JobStatus}:
+            raise Problem(400, "invalid_status", f"status must be one of {[s.value for s in JobStatus]}")
+        query = query.where(Job.status == status)
+    if request.args.get("external_id"):
+        query = query.where(Job.external_id == request.args["external_id"])
+    if current_key().role == Role.submitter.value:
+        query = query.where(Job.submitter_id == current_key().id)
+    query, limit = page(query, Job.created_at, Job.id, svc.settings.page_size_max)
+    with svc.sessions() as session:
+        jobs = session.scalars(query).all()
+        results = {
+            r.job_id: r
+            for r in session.scalars(select(Result).where(Result.job_id.in_([j.id for j in jobs[:limit]])))
+        }
+        items = [job_body(j, results.get(j.id), full=False) for j in jobs[:limit]]
+    return {"items": items, "next_cursor": next_cursor(jobs, limit)}

@@ -1,0 +1,201 @@
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    REAL,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.base import Base
+
+# emotion2vec+ class order, English names (the checkpoint's tokens are "中文/english").
+EMOTION_LABELS: tuple[str, ...] = (
+    "angry",
+    "disgusted",
+    "fearful",
+    "happy",
+    "neutral",
+    "other",
+    "sad",
+    "surprised",
+    "unknown",
+)
+
+
+class JobStatus(str, enum.Enum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+class ReviewStatus(str, enum.Enum):
+    pending = "pending"
+    claimed = "claimed"
+    resolved = "resolved"
+
+
+class Role(str, enum.Enum):
+    submitter = "submitter"
+    reviewer = "reviewer"
+    admin = "admin"
+
+
+def _values(e: type[enum.Enum]) -> str:
+    return ", ".join(f"'{m.value}'" for m in e)
+
+
+def _now() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    __table_args__ = (CheckConstraint(f"role IN ({_values(Role)})", name="role"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    lookup: Mapped[str] = mapped_column(String(16), nullable=False, unique=True)
+    key_hash: Mapped[str] = mapped_column(Text, nullable=False)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at: Mapped[datetime] = _now()
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_values(JobStatus)})", name="status"),
+        CheckConstraint("granularity IN ('utterance', 'frame')", name="granularity"),
+        Index("ix_jobs_created", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=JobStatus.queued.value, index=True)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # Deliveries that never finished (the worker died or hit the hard time limit).
+    lost_deliveries: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )
+    # The Celery task id of the one message allowed to run this job; any other
+    # delivery (a duplicate left behind by a re-enqueue) is skipped.
+    task_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False, default=uuid.uuid4)
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    object_key: Mapped[str] = mapped_column(Text, nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    content_type: Mapped[str | None] = mapped_column(String(100))
+    original_filename: Mapped[str | None] = mapped_column(Text)
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    sample_rate: Mapped[int | None] = mapped_column(Integer)
+    channels: Mapped[int | None] = mapped_column(Integer)
+    channel_roles: Mapped[list[str] | None] = mapped_column(ARRAY(String(32)))
+    submitter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id"), nullable=False, index=True)
+    external_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    granularity: Mapped[str] = mapped_column(String(16), nullable=False, default="utterance")
+    domain: Mapped[str | None] = mapped_column(String(64))
+
+    result: Mapped[Result | None] = relationship(back_populates="job", uselist=False)
+
+
+class Result(Base):
+    __tablename__ = "results"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, unique=True
+    )
+    model_id: Mapped[str] = mapped_column(Text, nullable=False)
+    model_revision: Mapped[str] = mapped_column(Text, nullable=False)
+    model_random_weights: Mapped[bool] = mapped_column(nullable=False)
+    primary_label: Mapped[str] = mapped_column(String(16), nullable=False)
+    primary_confidence: Mapped[float] = mapped_column(Float, nullable=False)
+    scores: Mapped[dict[str, float]] = mapped_column(JSONB, nullable=False)
+    # float4[]: Debian's PostgreSQL 15 here has no pgvector (see README).
+    embedding: Mapped[list[float]] = mapped_column(ARRAY(REAL), nullable=False)
+    embedding_dim: Mapped[int] = mapped_column(Integer, nullable=False)
+    enhancement: Mapped[dict] = mapped_column(JSONB, nullable=False)
+    flags: Mapped[list[str]] = mapped_column(ARRAY(String(48)), nullable=False)
+    segments: Mapped[list[dict]] = mapped_column(JSONB, nullable=False, default=list)
+    aggregate: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict)
+    calibration_version: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _now()
+
+    job: Mapped[Job] = relationship(back_populates="result")
+
+
+class ReviewItem(Base):
+    __tablename__ = "review_items"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_values(ReviewStatus)})", name="status"),
+        UniqueConstraint("result_id", "segment_index", name="uq_review_items_result_segment"),
+        Index("ix_review_items_queue", "status", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, index=True)
+    result_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("results.id", ondelete="CASCADE"), nullable=False)
+    # Which segment of the result is in doubt (index into Result.segments).
+    segment_index: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    start_seconds: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    end_seconds: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    channel_role: Mapped[str | None] = mapped_column(String(32))
+    domain: Mapped[str | None] = mapped_column(String(64))
+    embedding: Mapped[list[float]] = mapped_column(ARRAY(REAL), nullable=False)
+    # The model's raw scores; the enhanced ones are in reason_details["enhanced_scores"].
+    model_scores: Mapped[dict[str, float]] = mapped_column(JSONB, nullable=False)
+    reasons: Mapped[list[str]] = mapped_column(ARRAY(String(48)), nullable=False)
+    reason_details: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict)
+    # The label the product reported (after enhancement and quality rules).
+    model_label: Mapped[str] = mapped_column(String(16), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=ReviewStatus.pending.value)
+    claimed_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id"))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id"))
+    resolved_label: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    result: Mapped[Result] = relationship()
+
+
+class Calibration(Base):
+    """A versioned set of class centroids built from labelled embeddings (issue 5)."""
+
+    __tablename__ = "calibrations"
+    __table_args__ = (Index("uq_calibrations_active", "active", unique=True, postgresql_where=text("active")),)
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = _now()
+    model_id: Mapped[str] = mapped_column(Text, nullable=False)
+    method: Mapped[str] = mapped_column(String(32), nullable=False)
+    object_key: Mapped[str] = mapped_column(Text, nullable=False)
+    counts: Mapped[dict[str, int]] = mapped_column(JSONB, nullable=False)
+    temperature: Mapped[float] = mapped_column(Float, nullable=False)
+    heldout_accuracy: Mapped[float | None] = mapped_column(Float)
+    details: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict)
+    active: Mapped[bool] = mapped_column(nullable=False, default=False)

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Foreground supervisor for `make run`: the API (gunicorn, api.wsgi:app) and a
+# Celery worker with embedded beat. Ctrl-C (or SIGTERM) stops both; if either
+# exits on its own, the other is stopped too and its exit status is returned.
+#
+#   EMOQ_HOST (127.0.0.1)  EMOQ_PORT (7860)  EMOQ_WEB_WORKERS (2)
+#   EMOQ_WEB_TIMEOUT (120)  EMOQ_STOP_TIMEOUT (30 s before SIGKILL)
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+VENV_BIN="${EMOQ_VENV_BIN:-.venv/bin}"
+HOST="${EMOQ_HOST:-127.0.0.1}"
+PORT="${EMOQ_PORT:-7860}"
+STOP_TIMEOUT="${EMOQ_STOP_TIMEOUT:-30}"
+mkdir -p var/celery
+
+pids=()
+stopping=0
+
+stop_all() {
+    [ "$stopping" = 1 ] && return
+    stopping=1
+    local p deadline=$(( $(date +%s) + STOP_TIMEOUT ))
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do
+        while kill -0 "$p" 2>/dev/null; do
+            if (( $(date +%s) >= deadline )); then
+                echo "[run] pid $p still running after ${STOP_TIMEOUT}s; killing it" >&2
+                kill -KILL "$p" 2>/dev/null || true
+                break
+            fi
+            sleep 0.2
+        done
+    done
+    wait 2>/dev/null
+}
+
+on_signal() {
+    echo "[run] stopping API and worker" >&2
+    stop_all
+    exit 130
+}
+trap on_signal INT TERM
+
+echo "[run] API on http://$HOST:$PORT  (Ctrl-C stops API and worker)" >&2
+"$VENV_BIN/gunicorn" --bind "$HOST:$PORT" \
+    --workers "${EMOQ_WEB_WORKERS:-2}" --timeout "${EMOQ_WEB_TIMEOUT:-120}" \
+    --access-logfile - api.wsgi:app &
+pids+=($!)
+
+"$VENV_BIN/celery" -A worker.celery_app worker -B --loglevel INFO --concurrency 1 \
+    -Q emoq.analysis --schedule var/celery/celerybeat-schedule &
+pids+=($!)
+
+wait -n
+rc=$?
+echo "[run] a process exited (status $rc); stopping the other" >&2
+stop_all
+exit "$rc"

@@ -1,0 +1,3 @@
+from storage.objects import ObjectStore
+
+__all__ = ["ObjectStore"]

@@ -1,0 +1,64 @@
+"""The one place that talks to S3 (MinIO in production, SeaweedFS's S3 gateway locally)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import BinaryIO
+
+from minio import Minio
+from minio.error import S3Error
+
+from config import Settings
+
+
+class ObjectStore:
+    def __init__(self, settings: Settings) -> None:
+        self.bucket = settings.s3_bucket
+        self.client = Minio(
+            settings.s3_endpoint,
+            access_key=settings.s3_access_key,
+            secret_key=settings.s3_secret_key,
+            secure=settings.s3_secure,
+            region=settings.s3_region,
+        )
+
+    def ensure_bucket(self) -> None:
+        if not self.client.bucket_exists(self.bucket):
+            try:
+                self.client.make_bucket(self.bucket)
+            except S3Error as exc:  # another process created it first
+                if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
+
+    def ping(self) -> None:
+        self.client.bucket_exists(self.bucket)
+
+    def put_stream(self, key: str, stream: BinaryIO, length: int, content_type: str) -> None:
+        self.client.put_object(self.bucket, key, stream, length, content_type=content_type)
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self.put_stream(key, io.BytesIO(data), len(data), content_type)
+
+    def get_bytes(self, key: str) -> bytes:
+        response = self.client.get_object(self.bucket, key)
+        try:
+            return response.read()
+        finally:
+            response.close()
+            response.release_conn()
+
+    def download(self, key: str, path: Path) -> None:
+        self.client.fget_object(self.bucket, key, str(path))
+
+    def remove(self, key: str) -> None:
+        self.client.remove_object(self.bucket, key)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.stat_object(self.bucket, key)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject"):
+                return False
+            raise
+        return True

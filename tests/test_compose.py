@@ -1,0 +1,44 @@
+"""docker-compose.yml can't be run here (no Docker engine); keep it honest by reading it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_services_and_order():
+    services = compose()["services"]
+    assert {"postgres", "redis", "minio", "migrate", "api", "worker", "beat"} <= set(services)
+    assert services["minio"]["image"].startswith("minio/minio")
+    assert services["migrate"]["command"] == ["alembic", "upgrade", "head"]
+    for name in ("api", "worker"):
+        assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_worker_reserves_an_nvidia_gpu_and_consumes_both_queues():
+    worker = compose()["services"]["worker"]
+    (device,) = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+    queues = worker["command"][worker["command"].index("-Q") + 1].split(",")
+    assert set(queues) == {Settings().queue, "emoq.maintenance"}
+
+
+def test_every_emoq_variable_is_a_setting():
+    known = {f"EMOQ_{name.upper()}" for name in Settings.model_fields}
+    for name, service in compose()["services"].items():
+        env = service.get("environment") or {}
+        assert set(k for k in env if k.startswith("EMOQ_")) <= known, name
+
+
+def test_dockerfile_installs_the_pinned_requirements():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "-r requirements.txt -c constraints.txt" in dockerfile

@@ -1,0 +1,87 @@
+"""The inference engine against FunASR's own AutoModel.generate, on a
+random-weight checkpoint (the stand-in for the real weights)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models import EMOTION_LABELS
+from worker.engine import EmotionEngine, ModelUnavailable, english_label, resolve_model_source
+
+LENGTHS = (0.6, 1.0, 2.5, 3.3, 5.1, 7.9)
+
+
+@pytest.fixture(scope="module")
+def engine(model_dir) -> EmotionEngine:
+    return EmotionEngine.load(str(model_dir), ncpu=2)
+
+
+@pytest.fixture(scope="module")
+def clips() -> list[np.ndarray]:
+    rng = np.random.default_rng(7)
+    return [(0.1 * rng.standard_normal(int(16000 * s))).astype(np.float32) for s in LENGTHS]
+
+
+def test_engine_agrees_with_funasr_generate(engine, clips):
+    ours = engine.score(clips)
+    for clip, mine in zip(clips, ours):
+        (ref,) = engine.auto_model.generate(clip, granularity="utterance", extract_embedding=True, disable_pbar=True)
+        assert [english_label(t) for t in ref["labels"]] == list(EMOTION_LABELS)
+        np.testing.assert_allclose(mine.scores, ref["scores"], atol=1e-5)
+        np.testing.assert_allclose(mine.embedding, ref["feats"], atol=1e-4)
+
+
+def test_batched_scores_agree_with_one_at_a_time(engine, clips):
+    batched = engine.score(clips)
+    single = [engine.score([c])[0] for c in clips]
+    assert len(engine.batches([len(c) for c in clips])) == 1  # really one padded batch
+    worst = max(float(np.abs(b.scores - s.scores).max()) for b, s in zip(batched, single))
+    print(f"max |batched - single| score difference: {worst:.2e}")
+    assert worst < 1e-4
+    for b, s in zip(batched, single):
+        assert b.scores.sum() == pytest.approx(1.0, abs=1e-5)
+        np.testing.assert_allclose(b.embedding, s.embedding, atol=1e-4)
+
+
+def test_frame_features_match_the_utterance_embedding(engine, clips):
+    (scored,) = engine.score([clips[3]], keep_frames=True)
+    assert scored.frames.shape[1] == engine.info.embed_dim
+    assert scored.frames.shape[0] == pytest.approx(len(clips[3]) / 16000 * engine.info.frame_rate, abs=2)
+    np.testing.assert_allclose(scored.frames.mean(axis=0), scored.embedding, atol=1e-5)
+    np.testing.assert_allclose(engine.classify(scored.embedding[None])[0], scored.scores, atol=1e-5)
+
+
+def test_batches_stay_under_the_padded_budget(engine):
+    engine_budget = engine.max_batch_seconds
+    try:
+        engine.max_batch_seconds = 10.0
+        lengths = [16000 * s for s in (1, 9, 2, 3, 4, 1, 8)]
+        batches = engine.batches(lengths)
+        assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+        for batch in batches:
+            assert len(batch) == 1 or max(lengths[i] for i in batch) * len(batch) <= 10 * 16000
+            assert [lengths[i] for i in batch] == sorted(lengths[i] for i in batch)
+    finally:
+        engine.max_batch_seconds = engine_budget
+
+
+def test_int8_quantised_engine_scores(model_dir, clips):
+    quantised = EmotionEngine.load(str(model_dir), ncpu=2, precision="int8")
+    reference = EmotionEngine.load(str(model_dir), ncpu=2)
+    q, r = quantised.score(clips), reference.score(clips)
+    worst = max(float(np.abs(a.scores - b.scores).max()) for a, b in zip(q, r))
+    print(f"int8 vs fp32 max score difference on the tiny random model: {worst:.3f}")
+    assert all(a.scores.sum() == pytest.approx(1.0, abs=1e-4) for a in q)
+    assert quantised.info.precision == "int8"
+
+
+def test_model_sources(tmp_path, model_dir):
+    assert resolve_model_source("iic/emotion2vec_plus_large") == ("iic/emotion2vec_plus_large", False)
+    assert resolve_model_source(str(model_dir)) == (str(model_dir), True)
+    with pytest.raises(ModelUnavailable, match="does not exist"):
+        resolve_model_source(str(tmp_path / "missing"))
+    (tmp_path / "partial").mkdir()
+    (tmp_path / "partial" / "config.yaml").write_text("model: Emotion2vec\n")
+    with pytest.raises(ModelUnavailable, match="model.pt"):
+        resolve_model_source(str(tmp_path / "partial"))

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from tests.conftest import wait_until
+
+
+def test_healthz(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+
+
+def test_readyz_reports_services_and_a_worker_with_its_model(client, worker, model_dir):
+    def ready():
+        body = client.get("/readyz").get_json()
+        return body if body["workers"]["model_loaded"] else None
+
+    body = wait_until(ready, 30, "a worker heartbeat")
+    assert body["ready"] is True
+    assert all(check["ok"] for check in body["checks"].values())
+    (process,) = [p for p in body["workers"]["processes"] if p["model_loaded"]]
+    assert process["model"]["id"] == str(model_dir) and process["model"]["random_weights"] is True
+
+
+def test_readyz_is_503_when_a_dependency_is_down(settings, database, redis_client, store):
+    from api import create_app
+
+    broken = create_app(settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"}))
+    response = broken.test_client().get("/readyz")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["checks"]["redis"]["ok"] is False and body["checks"]["database"]["ok"] is True

@@ -1,0 +1,116 @@
+"""What a worker process holds for its whole life: settings, the database
+session factory, the object store, and the model (loaded once, never per task)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+import redis
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from config import Settings
+from models import Calibration
+from models.db import make_engine, make_session_factory
+from storage import ObjectStore
+from worker.engine import EmotionEngine, ModelUnavailable
+from worker.enhance import Centroids
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_PREFIX = "emoq:workers:"
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    store: ObjectStore
+    engine: EmotionEngine | None = None
+    model_error: str | None = None
+    _centroids: Centroids | None = None
+    _centroid_key: object = field(default=None)
+
+    def load_model(self) -> None:
+        s = self.settings
+        try:
+            self.engine = EmotionEngine.load(
+                s.model,
+                revision=s.model_revision,
+                device=s.device,
+                ncpu=s.ncpu,
+                precision=s.precision,
+                max_batch_seconds=s.max_batch_seconds,
+            )
+            self.model_error = None
+        except ModelUnavailable as exc:
+            self.engine, self.model_error = None, str(exc)
+            log.error("MODEL UNAVAILABLE: %s; jobs will fail with model_unavailable", exc)
+
+    def centroids(self) -> Centroids | None:
+        """The active calibration (checked every job, so a newly activated
+        version is used without a restart), else the centroid file."""
+        with self.sessions() as session:
+            active = session.execute(
+                select(Calibration.version, Calibration.object_key).where(Calibration.active)
+            ).first()
+        key: object = ("db", active.version) if active else ("file", self.settings.centroid_file)
+        if key != self._centroid_key:
+            if active:
+                data = self.store.get_bytes(active.object_key)
+                self._centroids = Centroids.from_npz(data, version=active.version, source="calibration")
+            elif self.settings.centroid_file:
+                self._centroids = Centroids.from_npz(self.settings.centroid_file, source="file")
+            else:
+                self._centroids = None
+            self._centroid_key = key
+        return self._centroids
+
+    def status(self) -> dict:
+        return {
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "model_loaded": self.engine is not None,
+            "model": self.engine.info.as_dict() if self.engine else None,
+            "model_error": self.model_error,
+            "queue": self.settings.queue,
+        }
+
+
+_context: WorkerContext | None = None
+_lock = threading.Lock()
+
+
+def get_context(settings: Settings) -> WorkerContext:
+    global _context
+    with _lock:
+        if _context is None:
+            store = ObjectStore(settings)
+            context = WorkerContext(settings, make_session_factory(make_engine(settings.database_url)), store)
+            context.load_model()
+            _start_heartbeat(context)
+            _context = context
+        return _context
+
+
+def _start_heartbeat(context: WorkerContext) -> None:
+    """Publish this process's model status in Redis for /readyz."""
+    interval = context.settings.worker_heartbeat_seconds
+    client = redis.Redis.from_url(context.settings.redis_url)
+    key = f"{HEARTBEAT_PREFIX}{socket.gethostname()}:{os.getpid()}"
+
+    def beat() -> None:
+        while True:
+            try:
+                client.set(key, json.dumps(context.status()), ex=interval * 3)
+            except redis.RedisError as exc:
+                log.warning("heartbeat failed: %s", exc)
+            time.sleep(interval)
+
+    threading.Thread(target=beat, name="emoq-heartbeat", daemon=True).start()

@@ -1,0 +1,238 @@
+"""One job's life in the worker, around the pipeline: claim the delivery,
+fetch the recording, analyse it, store artifacts, save everything in one
+transaction. Each database step is a short transaction of its own: no session
+is held open while the model runs."""
+
+from __future__ import annotations
+
+import io
+import logging
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from minio.error import S3Error
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+
+from models import EMOTION_LABELS, Job, JobStatus, Result, ReviewItem
+from models.db import transaction
+from worker.audio import AudioError
+from worker.context import WorkerContext
+from worker.pipeline import Analysis, JobSpec, analyse
+
+log = logging.getLogger(__name__)
+
+
+class JobFailed(Exception):
+    """A permanent failure: the job fails with this code and is not retried."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Delivery:
+    job_id: uuid.UUID
+    task_id: uuid.UUID
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def start_job(ctx: WorkerContext, delivery: Delivery) -> JobSpec | None:
+    """Mark the job running and count the delivery; None when this delivery must not run."""
+    with transaction(ctx.sessions) as session:
+        job = session.get(Job, delivery.job_id, with_for_update=True)
+        if job is None or job.status in (JobStatus.succeeded.value, JobStatus.failed.value):
+            return None
+        if job.task_id != delivery.task_id:
+            log.info("job %s: skipping stale message %s", job.id, delivery.task_id)
+            return None
+        if job.status == JobStatus.running.value:
+            # Still 'running' at a new delivery of the same message: the last
+            # delivery died with its worker (killed, out of memory, hard time limit).
+            job.lost_deliveries += 1
+        job.attempts += 1
+        if job.lost_deliveries >= ctx.settings.max_deliveries:
+            _mark_failed(
+                job, "worker_lost", f"the worker was lost {job.lost_deliveries} times while analysing this recording"
+            )
+            return None
+        job.status = JobStatus.running.value
+        job.started_at = _now()
+        job.error_code = job.error_message = None
+        return JobSpec(
+            job_id=str(job.id),
+            object_key=job.object_key,
+            granularity=job.granularity,
+            domain=job.domain,
+            channel_roles=tuple(job.channel_roles) if job.channel_roles else None,
+        )
+
+
+def _mark_failed(job: Job, code: str, message: str) -> None:
+    job.status = JobStatus.failed.value
+    job.error_code = code
+    job.error_message = message[:2000]
+    job.finished_at = _now()
+
+
+def fail_job(ctx: WorkerContext, job_id: uuid.UUID, code: str, message: str) -> None:
+    with transaction(ctx.sessions) as session:
+        job = session.get(Job, job_id, with_for_update=True)
+        if job is not None and job.status != JobStatus.succeeded.value:
+            _mark_failed(job, code, message)
+    log.warning("job %s failed: %s: %s", job_id, code, message)
+
+
+def release_for_retry(ctx: WorkerContext, job_id: uuid.UUID, reason: str) -> None:
+    """Back to 'queued' so the retry's delivery is not mistaken for a lost one."""
+    with transaction(ctx.sessions) as session:
+        job = session.get(Job, job_id, with_for_update=True)
+        if job is not None and job.status == JobStatus.running.value:
+            job.status = JobStatus.queued.value
+            job.error_message = f"retrying: {reason}"[:2000]
+
+
+def fetch_recording(ctx: WorkerContext, key: str, directory: Path) -> Path:
+    path = directory / "recording"
+    try:
+        ctx.store.download(key, path)
+    except S3Error as exc:
+        if exc.code in ("NoSuchKey", "NoSuchObject"):
+            raise JobFailed("object_missing", f"the uploaded recording {key} is no longer in storage") from exc
+        raise
+    return path
+
+
+def frame_key(job_id: str, index: int) -> str:
+    return f"frames/{job_id}/segment-{index:04d}.npy"
+
+
+def store_artifacts(ctx: WorkerContext, spec: JobSpec, analysis: Analysis) -> dict[int, str]:
+    """Frame features as .npy per segment; deterministic keys keep a redelivery idempotent."""
+    keys: dict[int, str] = {}
+    for segment in analysis.segments:
+        if segment.frames is None:
+            continue
+        buffer = io.BytesIO()
+        np.save(buffer, segment.frames.astype(np.float32))
+        keys[segment.index] = frame_key(spec.job_id, segment.index)
+        ctx.store.put_bytes(keys[segment.index], buffer.getvalue())
+    return keys
+
+
+def persist(ctx: WorkerContext, spec: JobSpec, analysis: Analysis, frame_keys: dict[int, str]) -> None:
+    """Result, review items and the job's success in one transaction; a
+    redelivered job finds its result already there and changes nothing."""
+    review_flags = ctx.settings.review_flags_for(spec.domain)
+    label, confidence = analysis.primary
+    segments = []
+    for s in analysis.segments:
+        row = s.as_dict()
+        row["frames_key"] = frame_keys.get(s.index)
+        segments.append(row)
+    job_id = uuid.UUID(spec.job_id)
+    with transaction(ctx.sessions) as session:
+        job = session.get(Job, job_id, with_for_update=True)
+        if job is None or job.status == JobStatus.succeeded.value:
+            return
+        result_id = session.execute(
+            insert(Result)
+            .values(
+                id=uuid.uuid4(),
+                job_id=job_id,
+                model_id=analysis.model.model_id,
+                model_revision=analysis.model.revision,
+                model_random_weights=analysis.model.random_weights,
+                primary_label=label,
+                primary_confidence=confidence,
+                scores={k: float(v) for k, v in zip(EMOTION_LABELS, analysis.scores)},
+                embedding=[float(x) for x in analysis.embedding],
+                embedding_dim=int(analysis.embedding.shape[0]),
+                enhancement={
+                    "policy_review_flags": sorted(review_flags),
+                    "calibration_version": analysis.calibration_version,
+                    "segments_redecided": sum(
+                        1
+                        for s in analysis.segments
+                        if (s.decision.details.get("fear_disgust") or {}).get("redecision") == "applied"
+                    ),
+                    "model": analysis.model.as_dict(),
+                },
+                flags=analysis.flags,
+                segments=segments,
+                aggregate={**analysis.aggregate, "channel_quality": analysis.channel_quality},
+                calibration_version=analysis.calibration_version,
+            )
+            .on_conflict_do_nothing(index_elements=[Result.job_id])
+            .returning(Result.id)
+        ).scalar()
+        if result_id is None:
+            result_id = session.execute(select(Result.id).where(Result.job_id == job_id)).scalar_one()
+        for s in analysis.segments:
+            reasons = [f for f in s.decision.flags if f in review_flags]
+            if not reasons:
+                continue
+            session.execute(
+                insert(ReviewItem)
+                .values(
+                    id=uuid.uuid4(),
+                    job_id=job_id,
+                    result_id=result_id,
+                    segment_index=s.index,
+                    start_seconds=s.start,
+                    end_seconds=s.end,
+                    channel_role=s.role,
+                    domain=spec.domain,
+                    embedding=[float(x) for x in s.embedding],
+                    model_scores={k: float(v) for k, v in zip(EMOTION_LABELS, s.raw_scores)},
+                    model_label=s.decision.label,
+                    reasons=reasons,
+                    reason_details={
+                        "flags": s.decision.flags,
+                        "enhancement": s.decision.details,
+                        "enhanced_scores": s.decision.scores_dict(),
+                        "quality": segments[s.index]["quality"],
+                    },
+                    status="pending",
+                )
+                .on_conflict_do_nothing(constraint="uq_review_items_result_segment")
+            )
+        job.status = JobStatus.succeeded.value
+        job.finished_at = _now()
+        job.duration_seconds = analysis.audio.duration_seconds
+        job.sample_rate = analysis.audio.source_sample_rate
+        job.channels = analysis.audio.source_channels
+        job.error_code = job.error_message = None
+
+
+def run_job(ctx: WorkerContext, delivery: Delivery) -> None:
+    """Raises for transient failures (storage, database, broker) so the task retries."""
+    spec = start_job(ctx, delivery)
+    if spec is None:
+        return
+    try:
+        if ctx.engine is None:
+            raise JobFailed("model_unavailable", ctx.model_error or "no model loaded")
+        centroids = ctx.centroids()
+        ctx.settings.work_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=ctx.settings.work_dir) as tmp:
+            path = fetch_recording(ctx, spec.object_key, Path(tmp))
+            try:
+                analysis = analyse(path, spec, ctx.engine, centroids, ctx.settings)
+            except AudioError as exc:
+                raise JobFailed(exc.code, str(exc)) from exc
+            except ValueError as exc:
+                raise JobFailed("invalid_request", str(exc)) from exc
+        frame_keys = store_artifacts(ctx, spec, analysis)
+        persist(ctx, spec, analysis, frame_keys)
+    except JobFailed as exc:
+        fail_job(ctx, delivery.job_id, exc.code, exc.message)
