@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     dual_emotion_margin: float = 0.05
     dual_emotion_min_score: float = 0.3
     low_confidence_threshold: float = 0.4
-    centroid_temperature: float = 0.1
+    fd_focus_weight: float = 0.25
     # Flags that put a segment in the review queue, and per-domain overrides as
     # JSON, e.g. {"medical": ["fear_disgust_ambiguous", "low_confidence", "low_snr"]}.
     review_flags: list[str] = [

@@ -199,3 +199,21 @@ class Calibration(Base):
     heldout_accuracy: Mapped[float | None] = mapped_column(Float)
     details: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict)
     active: Mapped[bool] = mapped_column(nullable=False, default=False)
+
+
+class DomainProfile(Base):
+    """Per-domain class-prior adjustment estimated from reviewed items; versioned like calibrations."""
+
+    __tablename__ = "domain_profiles"
+    __table_args__ = (
+        Index("uq_domain_profiles_active", "domain", unique=True, postgresql_where=text("active")),
+    )
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    domain: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = _now()
+    prior_shift: Mapped[dict[str, float]] = mapped_column(JSONB, nullable=False)
+    thresholds: Mapped[dict[str, float]] = mapped_column(JSONB, nullable=False, default=dict)
+    counts: Mapped[dict[str, int]] = mapped_column(JSONB, nullable=False)
+    items: Mapped[int] = mapped_column(Integer, nullable=False)
+    active: Mapped[bool] = mapped_column(nullable=False, default=False)

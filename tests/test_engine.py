@@ -85,3 +85,15 @@ def test_model_sources(tmp_path, model_dir):
     (tmp_path / "partial" / "config.yaml").write_text("model: Emotion2vec\n")
     with pytest.raises(ModelUnavailable, match="model.pt"):
         resolve_model_source(str(tmp_path / "partial"))
+
+
+def test_focus_window_is_found_inside_the_segment_and_rescored(engine, clips):
+    from worker.focus import WINDOW_WIDTHS, focus_evidence
+
+    clip = clips[4]
+    focus = focus_evidence(engine, clip)
+    assert 0 <= focus["start"] < focus["end"] <= len(clip) / 16000 + 1e-6
+    assert round(focus["end"] - focus["start"], 3) in WINDOW_WIDTHS
+    assert sum(focus["crop_scores"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert 0.0 <= focus["crop_fear_share"] <= 1.0
+    assert focus_evidence(engine, clip[:1600]) is None  # 0.1 s: no window fits

@@ -91,3 +91,22 @@ def test_centroids_round_trip_through_npz(tmp_path):
     np.testing.assert_allclose(loaded.vectors, CENTROIDS.vectors)
     with pytest.raises(ValueError):
         Centroids(labels=("angry",), vectors=np.zeros((1, 4)), temperature=0.1)
+
+
+def test_focus_window_evidence_enters_the_fusion():
+    s = scores(fearful=0.45, disgusted=0.42, neutral=0.13)
+    focus = {"start": 1.2, "end": 1.7, "crop_fear_share": 0.0, "window_scores": {}, "crop_scores": {}}
+    without = enhance(s, FEAR_DIR, None, POLICY)
+    with_focus = enhance(s, FEAR_DIR, None, POLICY, focus)
+    assert without.label == "fearful" and with_focus.label == "disgusted"
+    share = (1 - POLICY.focus_weight) * 0.45 / 0.87
+    assert with_focus.scores[EMOTION_LABELS.index("fearful")] == pytest.approx(0.87 * share)
+    assert with_focus.details["fear_disgust"]["focus_window"]["start"] == 1.2
+
+
+def test_needs_focus_only_for_close_calls_with_the_pair_on_top():
+    from worker.enhance import needs_focus
+
+    assert needs_focus(scores(fearful=0.45, disgusted=0.40, neutral=0.15), POLICY)
+    assert not needs_focus(scores(fearful=0.7, disgusted=0.2, neutral=0.1), POLICY)
+    assert not needs_focus(scores(neutral=0.9, fearful=0.01, disgusted=0.02), POLICY)

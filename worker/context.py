@@ -21,6 +21,7 @@ from models.db import make_engine, make_session_factory
 from storage import ObjectStore
 from worker.engine import EmotionEngine, ModelUnavailable
 from worker.enhance import Centroids
+from worker.profiles import Profile, active_profile
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,11 @@ class WorkerContext:
                 self._centroids = None
             self._centroid_key = key
         return self._centroids
+
+    def domain_profile(self, domain: str | None) -> Profile:
+        """Read every job, like the centroids: activation needs no restart."""
+        with self.sessions() as session:
+            return active_profile(session, domain)
 
     def status(self) -> dict:
         return {

@@ -33,6 +33,7 @@ class EnhancementPolicy:
     dual_margin: float = 0.05
     dual_min_score: float = 0.3
     low_confidence: float = 0.4
+    focus_weight: float = 0.25
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EnhancementPolicy:
@@ -43,6 +44,7 @@ class EnhancementPolicy:
             dual_margin=settings.dual_emotion_margin,
             dual_min_score=settings.dual_emotion_min_score,
             low_confidence=settings.low_confidence_threshold,
+            focus_weight=settings.fd_focus_weight,
         )
 
 
@@ -115,12 +117,20 @@ def _top_two(scores: np.ndarray) -> tuple[int, int]:
     return int(order[0]), int(order[1])
 
 
+def needs_focus(scores: np.ndarray, policy: EnhancementPolicy) -> bool:
+    """Whether this segment is a close fear/disgust call worth a focus window."""
+    top = EMOTION_LABELS[int(np.argmax(scores))]
+    return top in PAIR and abs(scores[_INDEX[FEAR]] - scores[_INDEX[DISGUST]]) < policy.redecide_margin
+
+
 def enhance(
     scores: np.ndarray,
     embedding: np.ndarray,
     centroids: Centroids | None,
     policy: EnhancementPolicy,
+    focus: dict | None = None,
 ) -> Decision:
+    """``focus``: the focus window's evidence (worker.focus), when one was found."""
     scores = np.asarray(scores, dtype=np.float64)
     fear, disgust = scores[_INDEX[FEAR]], scores[_INDEX[DISGUST]]
     top, _ = _top_two(scores)
@@ -133,16 +143,15 @@ def enhance(
 
     if pair_on_top and margin_before < policy.redecide_margin:
         fd: dict = {"margin_before": margin_before, "model": {FEAR: float(fear), DISGUST: float(disgust)}}
+        mass = fear + disgust
+        fused_fear = fear / mass
         if centroids is None:
             fd["redecision"] = "skipped: no calibration centroids"
             flags.append("calibration_missing")
         else:
             sims, sim_prob = similarity_probability(embedding, centroids)
-            mass = fear + disgust
             w = policy.model_weight
-            fused_fear = w * (fear / mass) + (1 - w) * sim_prob[FEAR]
-            out[_INDEX[FEAR]] = mass * fused_fear
-            out[_INDEX[DISGUST]] = mass * (1 - fused_fear)
+            fused_fear = w * fused_fear + (1 - w) * sim_prob[FEAR]
             fd.update(
                 redecision="applied",
                 similarity=sims,
@@ -151,6 +160,11 @@ def enhance(
                 calibration_version=centroids.version,
                 centroid_source=centroids.source,
             )
+        if focus is not None:
+            fused_fear = (1 - policy.focus_weight) * fused_fear + policy.focus_weight * focus["crop_fear_share"]
+            fd["focus_window"] = focus
+        out[_INDEX[FEAR]] = mass * fused_fear
+        out[_INDEX[DISGUST]] = mass * (1 - fused_fear)
         fd["margin_after"] = float(abs(out[_INDEX[FEAR]] - out[_INDEX[DISGUST]]))
         details["fear_disgust"] = fd
 

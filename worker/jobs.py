@@ -160,6 +160,7 @@ def persist(ctx: WorkerContext, spec: JobSpec, analysis: Analysis, frame_keys: d
                 enhancement={
                     "policy_review_flags": sorted(review_flags),
                     "calibration_version": analysis.calibration_version,
+                    "domain_profile": analysis.domain_profile,
                     "segments_redecided": sum(
                         1
                         for s in analysis.segments
@@ -227,7 +228,7 @@ def run_job(ctx: WorkerContext, delivery: Delivery) -> None:
         with tempfile.TemporaryDirectory(dir=ctx.settings.work_dir) as tmp:
             path = fetch_recording(ctx, spec.object_key, Path(tmp))
             try:
-                analysis = analyse(path, spec, ctx.engine, centroids, ctx.settings)
+                analysis = analyse(path, spec, ctx.engine, centroids, ctx.settings, ctx.domain_profile(spec.domain))
             except AudioError as exc:
                 raise JobFailed(exc.code, str(exc)) from exc
             except ValueError as exc:

@@ -3,7 +3,7 @@ enhance → summarise. No Celery, no database: ``worker.jobs`` adds those."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +12,9 @@ from config import Settings
 from models import EMOTION_LABELS
 from worker.audio import DecodedAudio, decode
 from worker.engine import SAMPLE_RATE, EmotionEngine, ModelInfo
-from worker.enhance import Centroids, Decision, EnhancementPolicy, enhance
+from worker.enhance import Centroids, Decision, EnhancementPolicy, enhance, needs_focus
+from worker.focus import focus_evidence
+from worker.profiles import Profile
 from worker.quality import AudioQuality, measure
 from worker.segment import Segment, segment_channel
 from worker.timeline import build_timeline
@@ -77,6 +79,7 @@ class Analysis:
     aggregate: dict
     calibration_version: int | None = None
     channel_quality: list[dict] = field(default_factory=list)
+    domain_profile: dict = field(default_factory=dict)
 
     @property
     def primary(self) -> tuple[str, float]:
@@ -153,6 +156,7 @@ def analyse(
     engine: EmotionEngine,
     centroids: Centroids | None,
     settings: Settings,
+    profile: Profile | None = None,
 ) -> Analysis:
     audio = decode_recording(path, settings)
     roles = roles_for(audio.channels.shape[0], spec.channel_roles)
@@ -162,12 +166,19 @@ def analyse(
     ]
     keep_frames = spec.granularity == "frame"
     scored = engine.score(clips, keep_frames=keep_frames)
-    policy = EnhancementPolicy.from_settings(settings)
+    profile = profile or Profile(domain=spec.domain, version=None)
+    policy = replace(
+        EnhancementPolicy.from_settings(settings),
+        **{k: v for k, v in profile.thresholds.items() if k in EnhancementPolicy.__dataclass_fields__},
+    )
 
     analysed: list[SegmentAnalysis] = []
     for index, (segment, clip_scores) in enumerate(zip(segments, scored)):
         quality = _segment_quality(audio, segment, masks[segment.channel], settings)
-        decision = enhance(clip_scores.scores, clip_scores.embedding, centroids, policy)
+        prior_adjusted = profile.apply(clip_scores.scores)
+        focus = focus_evidence(engine, clips[index]) if needs_focus(prior_adjusted, policy) else None
+        decision = enhance(prior_adjusted, clip_scores.embedding, centroids, policy, focus)
+        decision.details["domain_profile"] = profile.describe()
         for flag in quality.flags:
             if flag not in decision.flags:
                 decision.flags.append(flag)
@@ -200,7 +211,9 @@ def analyse(
                 frames=clip_scores.frames,
             )
         )
-    return summarise(engine.info, audio, analysed, roles, masks, settings, centroids)
+    analysis = summarise(engine.info, audio, analysed, roles, masks, settings, centroids)
+    analysis.domain_profile = profile.describe()
+    return analysis
 
 
 def _weighted_mean(values: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
