@@ -14,6 +14,18 @@ PORT="${EMOQ_PORT:-7860}"
 STOP_TIMEOUT="${EMOQ_STOP_TIMEOUT:-30}"
 mkdir -p var/celery
 
+# Without EMOQ_MODEL the real emotion2vec+ large comes from the model hub. Where
+# the hub can't be reached (an offline machine), fall back to a random-weight
+# model of the same architecture so the stack still runs end to end; every
+# result then says "random_weights": true.
+if [ -z "${EMOQ_MODEL:-}" ] && ! "$VENV_BIN/python" -c 'import socket; socket.create_connection(("modelscope.cn", 443), 3)' 2>/dev/null; then
+    [ -f var/models/random-large/model.pt ] || "$VENV_BIN/python" -m worker.random_model --size large var/models/random-large
+    export EMOQ_MODEL="$PWD/var/models/random-large"
+    echo "[run] *** the model hub is unreachable: using RANDOM WEIGHTS ($EMOQ_MODEL); results are meaningless ***" >&2
+    echo "[run] *** set EMOQ_MODEL to a directory holding the real emotion2vec+ large to analyse real calls ***" >&2
+fi
+echo "[run] model: ${EMOQ_MODEL:-iic/emotion2vec_plus_large}" >&2
+
 pids=()
 stopping=0
 
@@ -49,7 +61,7 @@ echo "[run] API on http://$HOST:$PORT  (Ctrl-C stops API and worker)" >&2
 pids+=($!)
 
 "$VENV_BIN/celery" -A worker.celery_app worker -B --loglevel INFO --concurrency 1 \
-    -Q emoq.analysis --schedule var/celery/celerybeat-schedule &
+    -Q "${EMOQ_QUEUE:-emoq.analysis},emoq.maintenance" --schedule var/celery/celerybeat-schedule &
 pids+=($!)
 
 wait -n

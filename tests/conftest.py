@@ -173,6 +173,18 @@ def keys(_key_values, clean_db) -> dict[str, dict[str, str]]:
     return {name: {"Authorization": f"Bearer {value}"} for name, value in _key_values.items()}
 
 
+@pytest.fixture
+def cli_env(test_env, database, store, monkeypatch):
+    """EMOQ_* variables as an operator's shell would have them, for ``emoq`` commands."""
+    from config import load_settings
+
+    for name, value in test_env.items():
+        monkeypatch.setenv(name, value)
+    load_settings.cache_clear()
+    yield
+    load_settings.cache_clear()
+
+
 def _worker_status(client: redis.Redis) -> list[dict]:
     keys = list(client.scan_iter(f"{HEARTBEAT_PREFIX}*"))
     return [json.loads(v) for v in client.mget(keys) if v] if keys else []

@@ -10,22 +10,12 @@ import soundfile as sf
 from sqlalchemy import select
 
 from api.auth import find_key
-from config import load_settings
 from models import Calibration
 from tests.conftest import voiced
 from tests.factories import key_id
 from tests.test_calibration import insert_resolved, synthetic
 from worker.cli import main
 from worker.engine import resolve_model_source
-
-
-@pytest.fixture
-def cli_env(test_env, database, store, monkeypatch):
-    for name, value in test_env.items():
-        monkeypatch.setenv(name, value)
-    load_settings.cache_clear()
-    yield
-    load_settings.cache_clear()
 
 
 @pytest.fixture

@@ -49,3 +49,20 @@ def test_build_activate_and_read_back(sessions, keys):
         profile = active_profile(session, "customer_service")
         assert profile.version == version and profile.prior_shift["disgusted"] > 0
         assert active_profile(session, "education").neutral
+
+
+def test_cli_builds_and_activates_a_profile(cli_env, sessions, keys, capsys):
+    from worker.cli import main
+
+    submitter = key_id(sessions, "submitter")
+    items = [make_review_item(sessions, submitter) for _ in range(3)]
+    with transaction(sessions) as session:
+        session.execute(
+            update(ReviewItem).where(ReviewItem.id.in_(items)).values(status="resolved", resolved_label="angry", domain="medical")
+        )
+    assert main(["profile", "medical", "--min-items", "5"]) == 1
+    assert "3 reviewed items" in capsys.readouterr().err
+    assert main(["profile", "medical", "--min-items", "3", "--activate"]) == 0
+    assert "active" in capsys.readouterr().out
+    with sessions() as session:
+        assert active_profile(session, "medical").prior_shift["angry"] > 0

@@ -235,11 +235,14 @@ def _read_resampled(stream: _Stream, max_duration_seconds: float) -> tuple[np.nd
         if bad.any():
             nonfinite += int(bad.sum())
             block[bad] = 0.0
-        out.append(block if resampler is None else resampler.resample_chunk(block))
+        out.append((block if resampler is None else resampler.resample_chunk(block)).T)
     if resampler is not None:
-        out.append(resampler.resample_chunk(np.zeros((0, stream.channels), np.float32), last=True))
-    joined = np.concatenate(out) if out else np.zeros((0, stream.channels), np.float32)
-    return np.ascontiguousarray(joined.T), frames, nonfinite
+        out.append(resampler.resample_chunk(np.zeros((0, stream.channels), np.float32), last=True).T)
+    # One copy straight into a C-ordered array, so each channel is contiguous.
+    joined = np.empty((stream.channels, sum(block.shape[1] for block in out)), np.float32)
+    if out:
+        np.concatenate(out, axis=1, out=joined)
+    return joined, frames, nonfinite
 
 
 @contextmanager
@@ -251,18 +254,18 @@ def _open_stream(path: Path, fmt: str, ffmpeg: str) -> Iterator[_Stream]:
             pass  # e.g. a WAV holding MP3 or G.729, which ffmpeg can decode
         else:
             with sound:
-                yield _Stream(
-                    sample_rate=sound.samplerate,
-                    channels=sound.channels,
-                    blocks=sound.blocks(
-                        blocksize=sound.samplerate * _BLOCK_SECONDS,
-                        dtype="float32",
-                        always_2d=True,
-                    ),
-                )
+                yield _Stream(sound.samplerate, sound.channels, _soundfile_blocks(sound))
             return
     with _ffmpeg_stream(path, ffmpeg) as stream:
         yield stream
+
+
+def _soundfile_blocks(sound: sf.SoundFile) -> Iterator[np.ndarray]:
+    # Not SoundFile.blocks(): it trusts the header's frame count, and where
+    # that is an estimate (MP3 inside WAV) it pads the last block with
+    # uninitialised memory.
+    while len(block := sound.read(sound.samplerate * _BLOCK_SECONDS, dtype="float32", always_2d=True)):
+        yield block
 
 
 @contextmanager

@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # torch is imported only where a manifest is scored
 
 METHOD = "nearest_centroid"
 HELDOUT_SHARE = 0.25
-TEMPERATURE_BOUNDS = (0.005, 2.0)
+TEMPERATURE_BOUNDS = (0.02, 2.0)
 # One of each class is held out and NearestCentroid needs two of each to fit.
 MIN_PER_CLASS_FLOOR = 3
 
@@ -196,6 +196,32 @@ def _nll(similarities: np.ndarray, targets: np.ndarray, temperature: float) -> f
     return float(-log_p[np.arange(len(targets)), targets].mean())
 
 
+def _fit_pair(x: np.ndarray, targets: np.ndarray, seed: int) -> tuple[float, float, dict]:
+    """Held-out accuracy of the fear/disgust decision by centroid similarity,
+    and the softmax temperature. ``targets`` index PAIR."""
+    # At least one of each class is held out, however small the set.
+    heldout = max(math.ceil(HELDOUT_SHARE * len(targets)), len(PAIR))
+    x_train, x_test, t_train, t_test = train_test_split(
+        x, targets, test_size=heldout, stratify=targets, random_state=seed
+    )
+    centroids = NearestCentroid().fit(x_train, t_train).centroids_  # rows in PAIR order
+    # Decided by cosine, not NearestCentroid.predict's Euclidean distance,
+    # because cosine is what the enhancement uses.
+    train_sims, test_sims = _pair_similarities(x_train, centroids), _pair_similarities(x_test, centroids)
+    accuracy = float(accuracy_score(t_test, test_sims.argmax(axis=1)))
+    # Fitted on the held-out part: similarities to centroids that did not see
+    # those items, as new calls will be. Fitted on the training part, a separable
+    # set drives the temperature to its floor and lets centroids overrule the model.
+    fit = minimize_scalar(lambda t: _nll(test_sims, t_test, t), bounds=TEMPERATURE_BOUNDS, method="bounded")
+    temperature = float(fit.x)
+    details = {
+        "split": {"train": len(t_train), "heldout": len(t_test)},
+        "train_nll": _nll(train_sims, t_train, temperature),
+        "heldout_nll": float(fit.fun),
+    }
+    return accuracy, temperature, details
+
+
 def build_calibration(data: LabelledSet, *, min_per_class: int, seed: int = 0) -> CalibrationBuild:
     if min_per_class < MIN_PER_CLASS_FLOOR:
         raise ValueError(f"min_per_class must be at least {MIN_PER_CLASS_FLOOR}")
@@ -209,26 +235,8 @@ def build_calibration(data: LabelledSet, *, min_per_class: int, seed: int = 0) -
     x = normalize(data.embeddings)
     y = np.asarray(data.labels)
     in_pair = np.isin(y, PAIR)
-    x_pair, y_pair = x[in_pair], y[in_pair]
-    # At least one of each class is held out, however small the set.
-    heldout = max(math.ceil(HELDOUT_SHARE * len(y_pair)), len(PAIR))
-    x_train, x_test, y_train, y_test = train_test_split(
-        x_pair, y_pair, test_size=heldout, stratify=y_pair, random_state=seed
-    )
-    split = NearestCentroid().fit(x_train, y_train)
-    pair_centroids = split.centroids_[[list(split.classes_).index(label) for label in PAIR]]
-    # Decided by cosine, not NearestCentroid.predict's Euclidean distance,
-    # because cosine is what the enhancement uses.
-    predicted = np.asarray(PAIR)[_pair_similarities(x_test, pair_centroids).argmax(axis=1)]
-    heldout_accuracy = float(accuracy_score(y_test, predicted))
-
-    train_sims = _pair_similarities(x_train, pair_centroids)
-    train_targets = np.array([PAIR.index(label) for label in y_train])
-    fit = minimize_scalar(
-        lambda t: _nll(train_sims, train_targets, t), bounds=TEMPERATURE_BOUNDS, method="bounded"
-    )
-    temperature = float(fit.x)
-    test_targets = np.array([PAIR.index(label) for label in y_test])
+    targets = np.array([PAIR.index(label) for label in y[in_pair]])
+    heldout_accuracy, temperature, fit_details = _fit_pair(x[in_pair], targets, seed)
 
     kept = np.isin(y, [label for label, n in counts.items() if n >= min_per_class])
     final = NearestCentroid().fit(x[kept], y[kept])
@@ -248,10 +256,7 @@ def build_calibration(data: LabelledSet, *, min_per_class: int, seed: int = 0) -
             "seed": seed,
             "min_per_class": min_per_class,
             "embedding_dim": int(x.shape[1]),
-            "split": {"train": len(y_train), "heldout": len(y_test)},
-            # A held-out NLL far above the training one says the temperature is too sharp.
-            "train_nll": float(fit.fun),
-            "heldout_nll": _nll(_pair_similarities(x_test, pair_centroids), test_targets, temperature),
+            **fit_details,
             "domains": dict(Counter(d or "unspecified" for d in data.domains)),
         },
     )

@@ -20,6 +20,9 @@ def create_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # Pool processes load the model at start (the large one takes seconds,
+        # a failing hub download tens of them); Celery's 4 s default would kill them.
+        worker_proc_alive_timeout=600,
         task_time_limit=settings.task_time_limit_seconds,
         task_soft_time_limit=max(1, settings.task_time_limit_seconds - 30),
         # Must exceed the time limit: Redis redelivers unacked messages after it.

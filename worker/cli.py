@@ -4,6 +4,8 @@
     emoq activate VERSION
     emoq calibrations
     emoq evaluate (--manifest CSV | --reviewed) [--out DIR]
+    emoq profile DOMAIN [--min-items N] [--activate]
+    emoq activate-profile VERSION
     emoq create-key --name NAME --role submitter|reviewer|admin
 
 Also ``python -m worker.cli``. Exit codes: 0 done, 1 error, 2 calibration refused.
@@ -39,6 +41,7 @@ from worker.calibration import (
 from worker.context import WorkerContext
 from worker.engine import ModelUnavailable, resolve_model_source
 from worker.enhance import EnhancementPolicy
+from worker.profiles import ProfileRefused, activate_profile, build_profile
 from worker.evaluation import NothingToEvaluate, confusion_png, evaluate_manifest, evaluate_reviewed
 
 Sessions = sessionmaker[Session]
@@ -92,6 +95,24 @@ def _calibrations(args: argparse.Namespace, settings: Settings, sessions: Sessio
             f"{'*' if row.active else ' '} v{row.version}  {row.created_at:%Y-%m-%d %H:%M}  {row.method}  "
             f"T={row.temperature:.4f}  held-out={accuracy}  {counts}  model={row.model_id}"
         )
+    return 0
+
+
+def _profile(args: argparse.Namespace, settings: Settings, sessions: Sessions) -> int:
+    with transaction(sessions) as session:
+        profile = build_profile(session, args.domain, min_items=args.min_items)
+        version, shift, items = profile.version, profile.prior_shift, profile.items
+    if args.activate:
+        activate_profile(sessions, version)
+    print(f"domain profile {args.domain!r} version {version} from {items} reviewed items "
+          f"({'active' if args.activate else f'not active; activate with: emoq activate-profile {version}'})")
+    print("  prior shift: " + ", ".join(f"{label}={value:+.2f}" for label, value in shift.items()))
+    return 0
+
+
+def _activate_profile(args: argparse.Namespace, settings: Settings, sessions: Sessions) -> int:
+    profile = activate_profile(sessions, args.version)
+    print(f"domain profile version {args.version} is active for {profile.domain!r}; workers use it from their next job")
     return 0
 
 
@@ -175,10 +196,22 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="accuracy with and without the enhancement")
     source = evaluate.add_mutually_exclusive_group(required=True)
-    source.add_argument("--manifest", type=Path, help="CSV of labelled recordings, enhanced with the active calibration")
+    source.add_argument(
+        "--manifest", type=Path, help="CSV of labelled recordings, enhanced with the active calibration"
+    )
     source.add_argument("--reviewed", action="store_true", help="resolved review items against what was reported")
     evaluate.add_argument("--out", type=Path, default=Path("."), help="folder for evaluation.json and confusion.png")
     evaluate.set_defaults(run=_evaluate)
+
+    profile = commands.add_parser("profile", help="build a domain profile from the domain's resolved reviews")
+    profile.add_argument("domain")
+    profile.add_argument("--min-items", type=int, default=50)
+    profile.add_argument("--activate", action="store_true", help="make the new version the domain's active one")
+    profile.set_defaults(run=_profile)
+
+    activate_profile_cmd = commands.add_parser("activate-profile", help="make a domain profile version active")
+    activate_profile_cmd.add_argument("version", type=int)
+    activate_profile_cmd.set_defaults(run=_activate_profile)
 
     key = commands.add_parser("create-key", help="create an API key and print it once")
     key.add_argument("--name", required=True)
@@ -197,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CalibrationRefused as exc:
         print(f"emoq: calibration refused: {exc}; the active calibration is unchanged", file=sys.stderr)
         return 2
-    except (CalibrationNotFound, ManifestError, ModelUnavailable, NothingToEvaluate) as exc:
+    except (CalibrationNotFound, ManifestError, ModelUnavailable, NothingToEvaluate, ProfileRefused) as exc:
         print(f"emoq: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -148,7 +148,11 @@ class EmotionEngine:
                 log_level="ERROR",
             )
         except Exception as exc:  # FunASR raises many kinds; all mean "no model"
-            raise ModelUnavailable(f"could not load model {model!r}: {exc}") from exc
+            where = "the local directory" if is_local else "the model hub (no network, or an unknown id?)"
+            raise ModelUnavailable(
+                f"could not load model {model!r} from {where}: {str(exc)[:300]}; "
+                "set EMOQ_MODEL to a local model directory (config.yaml, model.pt, tokens.txt)"
+            ) from exc
         if getattr(auto_model, "model", None) is None:
             raise ModelUnavailable(f"could not load model {model!r}")
         model_dir = Path(auto_model.kwargs.get("model_path", source))

@@ -95,7 +95,7 @@ def evaluate(
     }
 
 
-def confusion_png(matrix: Sequence[Sequence[int]] | np.ndarray, path: Path, *, title: str = "Confusion matrix") -> None:
+def confusion_png(matrix: Sequence[Sequence[int]], path: Path, *, title: str = "Confusion matrix") -> None:
     # A figure of its own on the Agg canvas: no pyplot state shared with the rest of the process.
     figure = Figure(figsize=(8, 7))
     FigureCanvasAgg(figure)
@@ -113,9 +113,14 @@ def evaluate_reviewed(session: Session, review_flags: Collection[str]) -> dict:
     product reported. Flags are all the segment's flags where recorded (the
     reasons are only those that were review flags at the time), so another
     review-flag set can be tried on the same items."""
-    columns = (ReviewItem.resolved_label, ReviewItem.model_scores, ReviewItem.model_label)
     items = session.execute(
-        select(*columns, ReviewItem.reasons, ReviewItem.reason_details)
+        select(
+            ReviewItem.resolved_label,
+            ReviewItem.model_scores,
+            ReviewItem.model_label,
+            ReviewItem.reasons,
+            ReviewItem.reason_details,
+        )
         .where(ReviewItem.status == ReviewStatus.resolved.value, ReviewItem.resolved_label.is_not(None))
         .order_by(ReviewItem.resolved_at, ReviewItem.id)
     ).all()
