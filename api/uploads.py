@@ -79,7 +79,7 @@ def receive(stream: BinaryIO, settings: Settings) -> Upload:
             audio_format = sniff_audio_format(fh.read(64))
         if audio_format is None:
             raise Problem(415, "not_audio", "the upload is not a recognised audio format (wav, flac, ogg, mp3, m4a/aac, amr, opus, webm)")
-        if audio_format == "wav" and wav_is_truncated(path):
+        if audio_format in ("wav", "rf64") and wav_is_truncated(path):
             raise Problem(400, "truncated_audio", "the WAV file is shorter than its header declares (truncated upload?)")
         rate = channels = None
         try:

@@ -44,7 +44,9 @@ class Settings(BaseSettings):
     max_deliveries: int = 3
     retry_max: int = 5
     retry_backoff_max_seconds: int = 300
-    stale_queued_seconds: int = 600
+    # Published but still queued after this long: the message is presumed lost
+    # (Redis restarted without persistence). Keep it above the longest backlog.
+    stale_queued_seconds: int = 21600
     sweep_interval_seconds: int = 60
     worker_heartbeat_seconds: int = 10
     ffmpeg: str | None = None
@@ -68,7 +70,6 @@ class Settings(BaseSettings):
     fd_redecide_margin: float = 0.12
     fd_fusion_model_weight: float = 0.6
     fd_review_margin: float = 0.15
-    fd_min_pair_score: float = 0.25
     dual_emotion_margin: float = 0.05
     dual_emotion_min_score: float = 0.3
     low_confidence_threshold: float = 0.4

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -36,8 +37,9 @@ def test_page_and_its_files_are_served_without_auth(client):
     assert client.get("/v1/review-items").status_code == 401  # the data still needs a key
 
 
-@pytest.fixture
-def live_server(app) -> Iterator[str]:
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """The app on 127.0.0.1 at a free port (the OS picks it), in a background thread."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="review-ui-server", daemon=True)
     thread.start()
@@ -47,6 +49,12 @@ def live_server(app) -> Iterator[str]:
         server.shutdown()
         thread.join(10)
         server.server_close()
+
+
+@pytest.fixture
+def live_server(app) -> Iterator[str]:
+    with serving(app) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +104,13 @@ def _as_the_worker_writes_it(sessions, item_id) -> None:
                     "similarity": {"fearful": 0.412, "disgusted": 0.377},
                     "similarity_probability": {"fearful": 0.587, "disgusted": 0.413},
                     "temperature": 0.1,
-                    "focus": {"fearful": 0.61, "disgusted": 0.39},
+                    "focus_window": {
+                        "start": 0.8,
+                        "end": 1.3,
+                        "window_scores": {"fearful": 0.31, "disgusted": 0.58},
+                        "crop_scores": {"fearful": 0.29, "disgusted": 0.6},
+                        "crop_fear_share": 0.326,
+                    },
                     "changed_decision": False,
                 },
             },
@@ -144,7 +158,8 @@ def test_reviewer_claims_labels_and_resolves_an_item(live_server, page, keys, se
     details = page.locator("#reason-details")
     expect(details).to_contain_text("Fear/disgust margin (model)0.050")
     expect(details).to_contain_text("Similarity to centroids (fearful / disgusted)0.412 / 0.377")
-    expect(details).to_contain_text("fear disgust › focus › fearful0.610")
+    expect(details).to_contain_text("Focus window0.80–1.30 s into the segment (13.20–13.70 s in the recording)")
+    expect(details).to_contain_text("Focus crop fear share0.326")
     expect(details).to_contain_text("Other flagslow confidence")
     expect(page.locator("#item-facts")).to_contain_text("12.40–15.90 s (#0)")
     expect(page.locator("#item-facts")).to_contain_text("customer")
@@ -214,3 +229,28 @@ def test_a_submitter_key_is_told_it_is_forbidden(live_server, page, keys, sessio
     page.get_by_role("button", name="Use key").click()
     expect(page.locator("#queue > li")).to_have_count(1)
     expect(status).to_be_hidden()
+
+
+@needs_chromium
+def test_an_expired_lease_is_shown_and_resolving_then_fails_clearly(
+    settings, database, redis_client, store, page, keys, sessions
+):
+    from playwright.sync_api import expect
+
+    from api import create_app
+
+    app = create_app(settings.model_copy(update={"review_lease_seconds": 2}))
+    item_id = make_review_item(sessions, key_id(sessions, "submitter"))
+    with serving(app) as base:
+        _sign_in(page, base, _bearer(keys["reviewer"]))
+        page.get_by_role("button", name="Claim next").click()
+        lease = page.locator("#lease")
+        expect(lease).to_contain_text("Lease expires at")
+        expect(lease).to_contain_text("Lease expired at")  # the page's own clock ticks it over
+        expect(lease).to_have_attribute("data-kind", "expired")
+        page.get_by_role("radio", name="fearful").check()
+        page.get_by_role("button", name="Resolve").click()
+        expect(page.locator("#status")).to_contain_text("claim the item first (or your lease expired)")
+        expect(page.locator("#item-section")).to_be_hidden()
+        expect(page.locator("#queue > li")).to_have_count(1)
+        expect(page.locator("#queue > li").first).to_have_attribute("data-id", str(item_id))

@@ -146,7 +146,7 @@ def probe_duration(path: Path, ffmpeg: str) -> float | None:
                 return info.frames / info.samplerate
     try:
         result = subprocess.run(
-            [ffmpeg, "-hide_banner", "-nostdin", "-i", f"file:{path}"],
+            [ffmpeg, "-hide_banner", "-nostdin", "-protocol_whitelist", "file", "-i", f"file:{path}"],
             capture_output=True,
             timeout=_PROBE_TIMEOUT_SECONDS,
             check=False,
@@ -264,7 +264,8 @@ def _soundfile_blocks(sound: sf.SoundFile) -> Iterator[np.ndarray]:
     # Not SoundFile.blocks(): it trusts the header's frame count, and where
     # that is an estimate (MP3 inside WAV) it pads the last block with
     # uninitialised memory.
-    while len(block := sound.read(sound.samplerate * _BLOCK_SECONDS, dtype="float32", always_2d=True)):
+    frames = sound.samplerate * _BLOCK_SECONDS
+    while len(block := sound.read(frames, dtype="float32", always_2d=True)):
         yield block
 
 
@@ -273,12 +274,14 @@ def _ffmpeg_stream(path: Path, ffmpeg: str) -> Iterator[_Stream]:
     # WAV on stdout carries the source rate and channel count in its header,
     # so no fragile parsing of ffmpeg's human-readable stream description.
     # stderr goes to a file: a corrupt input can log enough to fill a pipe
-    # and deadlock ffmpeg while we are blocked reading stdout.
+    # and deadlock ffmpeg while we are blocked reading stdout. Only local
+    # files may be opened, so a playlist-like input cannot make ffmpeg fetch
+    # URLs.
     command = [
         ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error",
         "-protocol_whitelist", "file",
         "-i", f"file:{path}",
-        "-map", "0:a:0", "-vn", "-c:a", "pcm_f32le", "-f", "wav", "-",
+        "-map", "0:a:0", "-c:a", "pcm_f32le", "-f", "wav", "-",
     ]  # fmt: skip
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors)
@@ -307,6 +310,8 @@ def _ffmpeg_blocks(
     block_bytes = frame_bytes * sample_rate * _BLOCK_SECONDS
     while chunk := proc.stdout.read(block_bytes):
         usable = len(chunk) - len(chunk) % frame_bytes
+        # astype copies: frombuffer's view is read-only, and NaNs are zeroed
+        # in place later.
         yield np.frombuffer(chunk[:usable], dtype="<f4").astype(np.float32).reshape(-1, channels)
     if proc.wait() != 0:
         raise _ffmpeg_error(errors, path)

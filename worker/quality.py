@@ -55,7 +55,8 @@ def measure(
 
     frame = max(1, round(_FRAME_SECONDS * sample_rate))
     n_frames = n // frame
-    power = np.square(samples[: n_frames * frame], dtype=np.float64).reshape(n_frames, frame).mean(axis=1)
+    frames = samples[: n_frames * frame].reshape(n_frames, frame)
+    power = np.square(frames, dtype=np.float64).mean(axis=1)
     if speech_mask is not None and len(speech_mask) and n:
         mask = np.asarray(speech_mask, dtype=bool)
         speech_seconds = float(mask.mean()) * duration

@@ -113,8 +113,8 @@ def segment_channel(
 
 
 def _vad_regions(probs: np.ndarray, n_samples: int) -> tuple[list[tuple[float, float]], np.ndarray]:
-    # Short minimums here: merging, packing and the 0.3 s floor happen in
-    # _pack, where neighbouring regions are known.
+    # Short minimums here: merging, packing and the 0.3 s floor come later,
+    # where neighbouring regions are known.
     stamps = _silero().get_speech_timestamps_from_probs(
         probs.tolist(),
         sampling_rate=SAMPLE_RATE,

@@ -447,6 +447,22 @@
         rows.push(["Calibration version", String(fd.calibration_version)]);
       }
       if (typeof fd.changed_decision === "boolean") rows.push(["Enhancement changed the label", fd.changed_decision ? "yes" : "no"]);
+      const fw = fd.focus_window; // worker.focus: the stretch where fear and disgust separate most
+      if (fw && typeof fw === "object") {
+        const offset = isNum(item.segment && item.segment.start) ? item.segment.start : null;
+        let where = `${num(fw.start, 2)}–${num(fw.end, 2)} s into the segment`;
+        if (offset !== null && isNum(fw.start) && isNum(fw.end)) {
+          where += ` (${num(offset + fw.start, 2)}–${num(offset + fw.end, 2)} s in the recording)`;
+        }
+        rows.push(["Focus window", where]);
+        if (fw.window_scores) {
+          rows.push(["Focus window fearful / disgusted", `${num(fw.window_scores.fearful)} / ${num(fw.window_scores.disgusted)}`]);
+        }
+        if (fw.crop_scores) {
+          rows.push(["Focus crop fearful / disgusted", `${num(fw.crop_scores.fearful)} / ${num(fw.crop_scores.disgusted)}`]);
+        }
+        if (isNum(fw.crop_fear_share)) rows.push(["Focus crop fear share", num(fw.crop_fear_share)]);
+      }
     } else if (isNum(scores.fearful) && isNum(scores.disgusted)) {
       rows.push(["Fear/disgust margin (model scores)", num(Math.abs(scores.fearful - scores.disgusted))]);
     }
@@ -454,7 +470,16 @@
     if (dual && Array.isArray(dual.labels)) {
       rows.push(["Dual emotion", dual.labels.map((l, i) => `${l} ${pct((dual.scores || [])[i])}`).join(" vs ")]);
     }
-    for (const [path, value] of focusNumbers(enhancement)) rows.push([words(path), num(value)]);
+    // Any other focus numbers (the focus window itself is shown above).
+    const rest = { ...enhancement, fear_disgust: fd ? { ...fd, focus_window: undefined } : fd };
+    for (const [path, value] of focusNumbers(rest)) rows.push([words(path), num(value)]);
+    const profile = enhancement.domain_profile;
+    if (profile && typeof profile === "object" && profile.domain) {
+      rows.push([
+        "Domain profile",
+        profile.applied ? `${profile.domain} v${profile.version}` : `${profile.domain}: ${profile.why || "not applied"}`,
+      ]);
+    }
     const quality = details.quality;
     if (quality && typeof quality === "object") {
       const q = [];
