@@ -17,7 +17,7 @@ from worker.celery_app import create_celery
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings()
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # the review page serves its own files
     # Multipart overhead on top of the file itself; the file's own size is checked while spooling.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + 1024 * 1024
     app.json.sort_keys = False

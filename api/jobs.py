@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import uuid
+from urllib.parse import urlsplit
 
 import numpy as np
 from flask import Blueprint, Response, request, url_for
@@ -45,6 +46,16 @@ def _channel_roles() -> list[str] | None:
     return roles
 
 
+def _callback_url() -> str | None:
+    value = request.form.get("callback_url") or None
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or len(value) > 2000:
+        raise Problem(400, "invalid_callback_url", "callback_url must be an absolute http(s) URL")
+    return value
+
+
 @bp.post("")
 @requires(Role.submitter)
 def submit() -> tuple[dict, int, dict]:
@@ -57,6 +68,7 @@ def submit() -> tuple[dict, int, dict]:
         raise Problem(400, "invalid_granularity", "granularity must be 'utterance' or 'frame'")
     domain = _form_token("domain")
     roles = _channel_roles()
+    callback_url = _callback_url()
     external_id = request.form.get("external_id") or None
     if external_id is not None and len(external_id) > 200:
         raise Problem(400, "invalid_external_id", "external_id is limited to 200 characters")
@@ -94,6 +106,7 @@ def submit() -> tuple[dict, int, dict]:
                         external_id=external_id,
                         granularity=granularity,
                         domain=domain,
+                        callback_url=callback_url,
                     )
                 )
         except SQLAlchemyError:
@@ -107,12 +120,13 @@ def submit() -> tuple[dict, int, dict]:
     return {"id": str(job_id), "status": JobStatus.queued.value}, 202, {"Location": location}
 
 
-def _visible_job(session, job_id: uuid.UUID) -> Job:
+def _visible_job(session, job_id: uuid.UUID) -> tuple[Job, Result | None]:
+    """The job and its result, if the caller may see it; submitters see only their own."""
     job = session.get(Job, job_id)
     key = current_key()
     if job is None or (key.role == Role.submitter.value and job.submitter_id != key.id):
         raise Problem(404, "job_not_found", f"no job {job_id}")
-    return job
+    return job, session.scalar(select(Result).where(Result.job_id == job.id))
 
 
 def result_body(result: Result) -> dict:
@@ -154,6 +168,13 @@ def job_body(job: Job, result: Result | None, *, full: bool) -> dict:
             "channels": job.channels,
             "channel_roles": job.channel_roles,
         },
+        "callback": {
+            "url": job.callback_url,
+            "delivered_at": job.callback_delivered_at and job.callback_delivered_at.isoformat(),
+            "error": job.callback_error,
+        }
+        if job.callback_url
+        else None,
     }
     if result is not None:
         if full:
@@ -168,8 +189,7 @@ def job_body(job: Job, result: Result | None, *, full: bool) -> dict:
 @requires(Role.submitter, Role.reviewer)
 def get_job(job_id: uuid.UUID) -> dict:
     with services().sessions() as session:
-        job = _visible_job(session, job_id)
-        result = session.scalar(select(Result).where(Result.job_id == job.id))
+        job, result = _visible_job(session, job_id)
         return job_body(job, result, full=True)
 
 
@@ -177,8 +197,7 @@ def get_job(job_id: uuid.UUID) -> dict:
 @requires(Role.submitter, Role.reviewer)
 def get_embedding(job_id: uuid.UUID) -> Response:
     with services().sessions() as session:
-        job = _visible_job(session, job_id)
-        result = session.scalar(select(Result).where(Result.job_id == job.id))
+        job, result = _visible_job(session, job_id)
         if result is None:
             raise Problem(409, "result_not_ready", f"job {job_id} is {job.status}; no embedding yet")
         buffer = io.BytesIO()
@@ -195,8 +214,7 @@ def get_embedding(job_id: uuid.UUID) -> Response:
 def get_frames(job_id: uuid.UUID, index: int) -> Response:
     svc = services()
     with svc.sessions() as session:
-        job = _visible_job(session, job_id)
-        result = session.scalar(select(Result).where(Result.job_id == job.id))
+        _, result = _visible_job(session, job_id)
         segments = result.segments if result else []
     if not 0 <= index < len(segments) or not segments[index].get("frames_key"):
         raise Problem(404, "frames_not_found", "no frame features for that segment (submit with granularity=frame)")

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     stale_queued_seconds: int = 21600
     sweep_interval_seconds: int = 60
     worker_heartbeat_seconds: int = 10
+    webhook_secret: str | None = None
+    webhook_timeout_seconds: float = 10.0
+    webhook_max_retries: int = 8
     ffmpeg: str | None = None
     work_dir: Path = ROOT / "var" / "work"
 

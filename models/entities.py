@@ -116,6 +116,10 @@ class Job(Base):
     external_id: Mapped[str | None] = mapped_column(String(200), index=True)
     granularity: Mapped[str] = mapped_column(String(16), nullable=False, default="utterance")
     domain: Mapped[str | None] = mapped_column(String(64))
+    # Webhook: POSTed once the job succeeds or fails (worker.webhooks).
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    callback_delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    callback_error: Mapped[str | None] = mapped_column(Text)
 
     result: Mapped[Result | None] = relationship(back_populates="job", uselist=False)
 

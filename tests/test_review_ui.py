@@ -96,6 +96,8 @@ def _as_the_worker_writes_it(sessions, item_id) -> None:
         row.reason_details = {
             "flags": ["fear_disgust_ambiguous", "low_confidence"],
             "enhancement": {
+                "policy": {"redecide_margin": 0.12, "review_margin": 0.15, "focus_weight": 0.25},
+                "domain_profile": {"domain": "support", "version": 3, "applied": True},
                 "fear_disgust": {
                     "margin_before": 0.05,
                     "margin_after": 0.08,
@@ -160,6 +162,8 @@ def test_reviewer_claims_labels_and_resolves_an_item(live_server, page, keys, se
     expect(details).to_contain_text("Similarity to centroids (fearful / disgusted)0.412 / 0.377")
     expect(details).to_contain_text("Focus window0.80–1.30 s into the segment (13.20–13.70 s in the recording)")
     expect(details).to_contain_text("Focus crop fear share0.326")
+    expect(details).to_contain_text("Domain profilesupport v3")
+    expect(details).not_to_contain_text("focus weight")  # a setting, not evidence
     expect(details).to_contain_text("Other flagslow confidence")
     expect(page.locator("#item-facts")).to_contain_text("12.40–15.90 s (#0)")
     expect(page.locator("#item-facts")).to_contain_text("customer")

@@ -32,8 +32,10 @@ def test_sweep(sessions, store, keys, settings):
     dying = make_job(sessions, store, b"x", submitter, status="running")
     age(sessions, dying.id, started_at=old, lost_deliveries=settings.max_deliveries - 1)
 
-    published = []
-    counts = sweep_stale_jobs(sessions, settings, lambda job_id, task_id: published.append((job_id, task_id)))
+    published, notified = [], []
+    counts = sweep_stale_jobs(
+        sessions, settings, lambda job_id, task_id: published.append((job_id, task_id)), notify=notified.append
+    )
 
     assert {job_id for job_id, _ in published} == {never_published.id, lost_in_broker.id, stuck.id}
     assert counts == {"republished": 3, "failed": 1}
@@ -46,6 +48,7 @@ def test_sweep(sessions, store, keys, settings):
         assert session.get(Job, fresh.id).enqueued_at is None
         gone = session.get(Job, dying.id)
         assert gone.status == "failed" and gone.error_code == "worker_lost"
+    assert notified == [dying.id]  # so its webhook fires
 
 
 def test_failed_publish_is_left_for_the_next_sweep(sessions, store, keys, settings):

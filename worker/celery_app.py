@@ -11,6 +11,7 @@ from config import Settings, load_settings
 
 ANALYSE_TASK = "emoq.analyse_recording"
 SWEEP_TASK = "emoq.sweep_stale_jobs"
+NOTIFY_TASK = "emoq.notify_job_finished"
 MAINTENANCE_QUEUE = "emoq.maintenance"
 
 
@@ -35,6 +36,7 @@ def create_celery(settings: Settings) -> Celery:
         task_routes={
             ANALYSE_TASK: {"queue": settings.queue},
             SWEEP_TASK: {"queue": MAINTENANCE_QUEUE},
+            NOTIFY_TASK: {"queue": MAINTENANCE_QUEUE},
         },
         beat_schedule={
             "sweep-stale-jobs": {"task": SWEEP_TASK, "schedule": float(settings.sweep_interval_seconds)},

@@ -42,12 +42,18 @@ def publish_job(sessions: sessionmaker[Session], job_id: uuid.UUID, task_id: uui
     return True
 
 
-def sweep_stale_jobs(sessions: sessionmaker[Session], settings: Settings, publish: Publish) -> dict[str, int]:
+def sweep_stale_jobs(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    publish: Publish,
+    notify: Callable[[uuid.UUID], None] | None = None,
+) -> dict[str, int]:
+    """``notify`` is called, after the commit, for each job the sweep failed."""
     now = datetime.now(timezone.utc)
     stale_queued = now - timedelta(seconds=settings.stale_queued_seconds)
     stale_running = now - timedelta(seconds=settings.task_time_limit_seconds + 60)
     republish: list[tuple[uuid.UUID, uuid.UUID]] = []
-    failed = 0
+    failed: list[uuid.UUID] = []
     with transaction(sessions) as session:
         jobs = session.scalars(
             select(Job)
@@ -72,13 +78,15 @@ def sweep_stale_jobs(sessions: sessionmaker[Session], settings: Settings, publis
                     job.error_code = "worker_lost"
                     job.error_message = f"no worker finished this job in {job.lost_deliveries} deliveries"
                     job.finished_at = now
-                    failed += 1
+                    failed.append(job.id)
                     continue
                 job.status = JobStatus.queued.value
             job.task_id = uuid.uuid4()
             job.enqueued_at = None
             republish.append((job.id, job.task_id))
     published = sum(publish_job(sessions, job_id, task_id, publish) for job_id, task_id in republish)
+    for job_id in failed if notify else ():
+        notify(job_id)
     if republish or failed:
-        log.info("sweep: re-published %d of %d jobs, failed %d", published, len(republish), failed)
-    return {"republished": published, "failed": failed}
+        log.info("sweep: re-published %d of %d jobs, failed %d", published, len(republish), len(failed))
+    return {"republished": published, "failed": len(failed)}

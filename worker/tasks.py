@@ -14,10 +14,11 @@ from sqlalchemy.exc import OperationalError
 from urllib3.exceptions import HTTPError
 
 from config import load_settings
-from worker.celery_app import ANALYSE_TASK, SWEEP_TASK
+from worker.celery_app import ANALYSE_TASK, NOTIFY_TASK, SWEEP_TASK
 from worker.context import get_context
 from worker.jobs import Delivery, fail_job, release_for_retry, run_job
 from worker.sweep import sweep_stale_jobs
+from worker.webhooks import WebhookFailed, deliver, pending_callback
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,18 @@ def analyse_recording(self: Task, job_id: str) -> None:
     settings = load_settings()
     ctx = get_context(settings)
     delivery = Delivery(uuid.UUID(job_id), uuid.UUID(self.request.id))
+    _analyse(self, ctx, delivery)  # raises Retry on transient failures: not finished, nothing to announce
+    if pending_callback(ctx.sessions, delivery.job_id):
+        self.app.send_task(NOTIFY_TASK, args=[job_id])
+
+
+def _backoff(settings, retries: int) -> int:
+    return min(settings.retry_backoff_max_seconds, 2 ** (retries + 1))
+
+
+def _analyse(self: Task, ctx, delivery: Delivery) -> None:
+    settings = ctx.settings
+    job_id = str(delivery.job_id)
     try:
         run_job(ctx, delivery)
     except SoftTimeLimitExceeded:
@@ -50,17 +63,37 @@ def analyse_recording(self: Task, job_id: str) -> None:
         if self.request.retries >= settings.retry_max:
             fail_job(ctx, delivery.job_id, "transient_failure", f"gave up after {settings.retry_max} retries: {exc}")
             return
-        countdown = min(settings.retry_backoff_max_seconds, 2 ** (self.request.retries + 1))
+        countdown = _backoff(settings, self.request.retries)
         log.warning("job %s: transient failure, retry in %d s: %s", job_id, countdown, exc)
         try:
             release_for_retry(ctx, delivery.job_id, str(exc))
         except TRANSIENT:
             pass  # the database is what failed; the retry's delivery will count it as lost
         raise self.retry(exc=exc, countdown=countdown, max_retries=settings.retry_max)
+    except Exception as exc:
+        # A bug, not the recording's fault: fail the job visibly rather than
+        # leave it queued with its message acknowledged.
+        log.exception("job %s: unexpected error", job_id)
+        fail_job(ctx, delivery.job_id, "internal_error", f"{type(exc).__name__}: {exc}"[:500])
 
 
 @shared_task(bind=True, name=SWEEP_TASK)
 def sweep(self: Task) -> dict[str, int]:
     settings = load_settings()
     ctx = get_context(settings)
-    return sweep_stale_jobs(ctx.sessions, settings, publisher(self.app))
+    return sweep_stale_jobs(
+        ctx.sessions, settings, publisher(self.app), notify=lambda job_id: self.app.send_task(NOTIFY_TASK, args=[str(job_id)])
+    )
+
+
+@shared_task(bind=True, name=NOTIFY_TASK, acks_late=True)
+def notify(self: Task, job_id: str) -> None:
+    settings = load_settings()
+    ctx = get_context(settings)
+    try:
+        deliver(ctx.sessions, settings, uuid.UUID(job_id))
+    except WebhookFailed as exc:
+        if self.request.retries >= settings.webhook_max_retries:
+            log.warning("job %s: webhook given up after %d retries: %s", job_id, self.request.retries, exc)
+            return
+        raise self.retry(exc=exc, countdown=_backoff(settings, self.request.retries), max_retries=settings.webhook_max_retries)

@@ -470,8 +470,9 @@
     if (dual && Array.isArray(dual.labels)) {
       rows.push(["Dual emotion", dual.labels.map((l, i) => `${l} ${pct((dual.scores || [])[i])}`).join(" vs ")]);
     }
-    // Any other focus numbers (the focus window itself is shown above).
-    const rest = { ...enhancement, fear_disgust: fd ? { ...fd, focus_window: undefined } : fd };
+    // Any other focus numbers: not the window shown above, nor settings (policy.focus_weight).
+    const rest = { ...enhancement, policy: undefined, domain_profile: undefined };
+    if (fd) rest.fear_disgust = { ...fd, focus_window: undefined };
     for (const [path, value] of focusNumbers(rest)) rows.push([words(path), num(value)]);
     const profile = enhancement.domain_profile;
     if (profile && typeof profile === "object" && profile.domain) {

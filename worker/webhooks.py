@@ -1,0 +1,78 @@
+"""Webhooks: tell the submitter's endpoint when a job has finished.
+
+The body is small (id, status, error, external_id, a link to the result); the
+receiver fetches the result with its API key. With ``EMOQ_WEBHOOK_SECRET`` set,
+``X-Emoq-Signature: sha256=<hex HMAC of the body>`` lets it check the sender.
+Delivery is at-least-once: Celery retries with backoff until a 2xx answer."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from datetime import datetime, timezone
+
+import urllib3
+from sqlalchemy.orm import Session, sessionmaker
+
+from config import Settings
+from models import Job, JobStatus
+from models.db import transaction
+
+EVENT = "job.finished"
+_FINISHED = (JobStatus.succeeded.value, JobStatus.failed.value)
+
+
+class WebhookFailed(Exception):
+    pass
+
+
+def signature(body: bytes, secret: str) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def event_body(job: Job) -> dict:
+    return {
+        "event": EVENT,
+        "id": str(job.id),
+        "status": job.status,
+        "error": {"code": job.error_code, "message": job.error_message} if job.status == "failed" else None,
+        "external_id": job.external_id,
+        "finished_at": job.finished_at and job.finished_at.isoformat(),
+        "links": {"job": f"/v1/jobs/{job.id}"},
+    }
+
+
+def pending_callback(sessions: sessionmaker[Session], job_id: uuid.UUID) -> bool:
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        return bool(job and job.callback_url and job.status in _FINISHED and job.callback_delivered_at is None)
+
+
+def deliver(sessions: sessionmaker[Session], settings: Settings, job_id: uuid.UUID) -> bool:
+    """POST the event once; raises WebhookFailed (recorded on the job) for a retry."""
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        if not job or not job.callback_url or job.status not in _FINISHED or job.callback_delivered_at:
+            return False
+        url, body = job.callback_url, json.dumps(event_body(job)).encode()
+    headers = {"Content-Type": "application/json", "User-Agent": "emoq-webhook/1", "X-Emoq-Event": EVENT}
+    if settings.webhook_secret:
+        headers["X-Emoq-Signature"] = signature(body, settings.webhook_secret)
+    try:
+        response = urllib3.request(
+            "POST", url, body=body, headers=headers, timeout=settings.webhook_timeout_seconds,
+            retries=False, redirect=False,
+        )
+        error = None if 200 <= response.status < 300 else f"HTTP {response.status}"
+    except urllib3.exceptions.HTTPError as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    with transaction(sessions) as session:
+        job = session.get(Job, job_id)
+        if error is None:
+            job.callback_delivered_at = datetime.now(timezone.utc)
+        job.callback_error = error and error[:500]
+    if error:
+        raise WebhookFailed(error)
+    return True
