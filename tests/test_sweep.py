@@ -19,7 +19,7 @@ def age(sessions, job_id, **columns):
 
 def test_sweep(sessions, store, keys, settings):
     submitter = key_id(sessions, "submitter")
-    old = datetime.now(timezone.utc) - timedelta(hours=3)
+    old = datetime.now(timezone.utc) - timedelta(hours=12)  # past every staleness limit
     never_published = make_job(sessions, store, b"x", submitter)
     age(sessions, never_published.id, created_at=old)
     fresh = make_job(sessions, store, b"x", submitter)  # between commit and publish: leave it
