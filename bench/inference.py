@@ -45,7 +45,8 @@ def stereo_call(seconds: float, seed: int = 0) -> np.ndarray:
     while t < seconds - 1:
         turn = min(float(rng.uniform(2, 12)), seconds - t)
         a = int(t * RATE)
-        call[speaker, a : a + int(turn * RATE)] = speech_like(turn, RATE, seed=int(t * 10))
+        speech = speech_like(turn, RATE, seed=int(t * 10))[: call.shape[1] - a]
+        call[speaker, a : a + len(speech)] = speech
         t += turn + float(rng.uniform(0.2, 1.0))
         speaker = 1 - speaker
     return call

@@ -32,10 +32,11 @@ def test_engine_agrees_with_funasr_generate(engine, clips):
         np.testing.assert_allclose(mine.embedding, ref["feats"], atol=1e-4)
 
 
-def test_batched_scores_agree_with_one_at_a_time(engine, clips):
-    batched = engine.score(clips)
+def test_batched_scores_agree_with_one_at_a_time(engine, clips, monkeypatch):
     single = [engine.score([c])[0] for c in clips]
-    assert len(engine.batches([len(c) for c in clips])) == 1  # really one padded batch
+    monkeypatch.setattr(engine, "max_padding_ratio", 1.0)  # one padded batch of very different lengths
+    assert len(engine.batches([len(c) for c in clips])) == 1
+    batched = engine.score(clips)
     worst = max(float(np.abs(b.scores - s.scores).max()) for b, s in zip(batched, single))
     print(f"max |batched - single| score difference: {worst:.2e}")
     assert worst < 1e-4
@@ -52,18 +53,21 @@ def test_frame_features_match_the_utterance_embedding(engine, clips):
     np.testing.assert_allclose(engine.classify(scored.embedding[None])[0], scored.scores, atol=1e-5)
 
 
-def test_batches_stay_under_the_padded_budget(engine):
-    engine_budget = engine.max_batch_seconds
-    try:
-        engine.max_batch_seconds = 10.0
-        lengths = [16000 * s for s in (1, 9, 2, 3, 4, 1, 8)]
-        batches = engine.batches(lengths)
-        assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
-        for batch in batches:
-            assert len(batch) == 1 or max(lengths[i] for i in batch) * len(batch) <= 10 * 16000
-            assert [lengths[i] for i in batch] == sorted(lengths[i] for i in batch)
-    finally:
-        engine.max_batch_seconds = engine_budget
+def test_batches_stay_under_the_padded_budget_and_padding_ratio(engine, monkeypatch):
+    monkeypatch.setattr(engine, "max_batch_seconds", 10.0)
+    monkeypatch.setattr(engine, "max_padding_ratio", 1.0)
+    lengths = [16000 * s for s in (1, 9, 2, 3, 4, 1, 8)]
+    batches = engine.batches(lengths)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches:
+        assert len(batch) == 1 or max(lengths[i] for i in batch) * len(batch) <= 10 * 16000
+        assert [lengths[i] for i in batch] == sorted(lengths[i] for i in batch)
+    assert len(batches) < len(lengths)
+
+    monkeypatch.setattr(engine, "max_batch_seconds", 100.0)
+    monkeypatch.setattr(engine, "max_padding_ratio", 0.1)
+    lengths = [16000 * s for s in (5.0, 5.2, 9.0, 5.1, 9.5)]
+    assert sorted(map(sorted, engine.batches(lengths))) == [[0, 1, 3], [2, 4]]
 
 
 def test_int8_quantised_engine_scores(model_dir, clips):

@@ -48,6 +48,7 @@ class WorkerContext:
                 ncpu=s.ncpu,
                 precision=s.precision,
                 max_batch_seconds=s.max_batch_seconds,
+                max_padding_ratio=s.max_padding_ratio,
             )
             self.model_error = None
         except ModelUnavailable as exc:

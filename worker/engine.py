@@ -101,11 +101,16 @@ def pick_device(requested: str) -> str:
 class EmotionEngine:
     """One loaded emotion2vec model; load once per worker process."""
 
-    def __init__(self, auto_model, info: ModelInfo, *, max_batch_seconds: float) -> None:
+    def __init__(
+        self, auto_model, info: ModelInfo, *, max_batch_seconds: float, max_padding_ratio: float | None = None
+    ) -> None:
         self.auto_model = auto_model
         self.model = auto_model.model
         self.info = info
         self.max_batch_seconds = max_batch_seconds
+        if max_padding_ratio is None:
+            max_padding_ratio = 0.1 if info.device == "cpu" else 0.5
+        self.max_padding_ratio = max_padding_ratio
         self._encoder = self.model.modality_encoders["AUDIO"]
         tokens = auto_model.kwargs["token_list"]
         labels = tuple(english_label(t) for t in tokens if not t.startswith("unuse"))
@@ -131,6 +136,7 @@ class EmotionEngine:
         ncpu: int = 2,
         precision: str = "fp32",
         max_batch_seconds: float = 60.0,
+        max_padding_ratio: float | None = None,
     ) -> EmotionEngine:
         source, is_local = resolve_model_source(model)
         device = pick_device(device)
@@ -178,7 +184,7 @@ class EmotionEngine:
             precision=precision,
         )
         log.info("loaded emotion model %s (%s) on %s, %s", source, revision, device, precision)
-        return cls(auto_model, info, max_batch_seconds=max_batch_seconds)
+        return cls(auto_model, info, max_batch_seconds=max_batch_seconds, max_padding_ratio=max_padding_ratio)
 
     def _zero_padded_frames(self, _module, inputs):
         if self._frame_padding is None:
@@ -195,17 +201,24 @@ class EmotionEngine:
             self._frame_padding = None
 
     def batches(self, lengths: Sequence[int]) -> list[list[int]]:
-        """Length-sorted index batches whose padded size stays under the budget."""
+        """Length-sorted index batches whose padded size stays under the budget
+        and whose padding stays under ``max_padding_ratio`` of it: on a CPU a
+        padded frame costs as much as a real one and batching gains little, so
+        only near-equal lengths share a pass there."""
         budget = int(self.max_batch_seconds * SAMPLE_RATE)
         order = sorted(range(len(lengths)), key=lambda i: lengths[i])
         batches: list[list[int]] = []
         current: list[int] = []
+        real = 0
         for index in order:
             # Sorted ascending, so this clip is the longest in the batch so far.
-            if current and lengths[index] * (len(current) + 1) > budget:
+            padded = lengths[index] * (len(current) + 1)
+            too_padded = padded and 1 - (real + lengths[index]) / padded > self.max_padding_ratio
+            if current and (padded > budget or too_padded):
                 batches.append(current)
-                current = []
+                current, real = [], 0
             current.append(index)
+            real += lengths[index]
         if current:
             batches.append(current)
         return batches
