@@ -7,14 +7,15 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from flask import Blueprint, request
+from flask import Blueprint, Response, request
 from sqlalchemy import and_, or_, select
 
+from api import segment_audio
 from api.auth import current_key, requires
 from api.errors import Problem
 from api.pagination import next_cursor, page
 from api.services import services
-from models import EMOTION_LABELS, ReviewItem, ReviewStatus, Role
+from models import EMOTION_LABELS, Job, Result, ReviewItem, ReviewStatus, Role
 from models.db import transaction
 
 bp = Blueprint("review", __name__, url_prefix="/v1/review-items")
@@ -173,3 +174,63 @@ def release(item_id: uuid.UUID) -> dict:
         item.status = ReviewStatus.pending.value
         item.claimed_by = item.claimed_at = item.lease_expires_at = None
         return item_body(item, now)
+
+
+def _channel(value: object) -> int:
+    """The segment's channel from the result's JSON (text from ``->>``); 0 when absent."""
+    if value is None:
+        return 0
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise Problem(422, "audio_unavailable", f"the segment's channel {value!r} is not a channel number") from None
+
+
+@bp.get("/<uuid:item_id>/audio")
+@requires(Role.reviewer)
+def audio(item_id: uuid.UUID) -> Response:
+    """The item's segment with a second of context each side, on its own channel only,
+    as 16 kHz 16-bit mono WAV. No database connection is held while it is cut."""
+    svc = services()
+    with svc.sessions() as session:
+        row = session.execute(
+            select(
+                ReviewItem.start_seconds,
+                ReviewItem.end_seconds,
+                Job.object_key,
+                Job.duration_seconds,
+                Job.channels,
+                # results.segments is a JSON list in segment order: segments -> index ->> 'channel'.
+                Result.segments.op("->")(ReviewItem.segment_index).op("->>")("channel"),
+            )
+            .join(Job, Job.id == ReviewItem.job_id)
+            .join(Result, Result.id == ReviewItem.result_id)
+            .where(ReviewItem.id == item_id)
+        ).one_or_none()
+    if row is None:
+        raise Problem(404, "review_item_not_found", f"no review item {item_id}")
+    start, end, object_key, recording_seconds, channels, channel_value = row
+    channel = _channel(channel_value)
+    if channel < 0 or (channels is not None and channel >= channels):
+        raise Problem(422, "audio_unavailable", f"the recording has no channel {channel}")
+    try:
+        clip = segment_audio.segment_clip(
+            svc.store,
+            object_key=object_key,
+            start=start,
+            end=end,
+            channel=channel,
+            recording_seconds=recording_seconds,
+            work_dir=svc.settings.work_dir,
+            ffmpeg=svc.settings.ffmpeg_exe(),
+        )
+    except segment_audio.RecordingMissing as exc:
+        raise Problem(404, "recording_missing", str(exc)) from exc
+    except segment_audio.AudioUnavailable as exc:
+        raise Problem(422, "audio_unavailable", f"the segment could not be cut from the recording: {exc}") from exc
+    response = Response(clip.wav, mimetype="audio/wav")
+    response.headers["X-Emoq-Segment-Start"] = str(round(clip.start, 6))
+    response.headers["X-Emoq-Context-Seconds"] = str(segment_audio.CONTEXT_SECONDS)
+    response.headers["Content-Disposition"] = f'inline; filename="review-{item_id}.wav"'
+    response.headers["Cache-Control"] = "private, no-store"  # a customer's voice
+    return response

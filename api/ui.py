@@ -10,9 +10,11 @@ from flask import Blueprint, Response
 bp = Blueprint("ui", __name__, static_folder="static", static_url_path="/review/static")
 
 # Everything comes from this origin; no inline script or style, no framing.
+# Media from blob: too: the segment's audio is fetched with the key and played
+# from an object URL, since an <audio src> cannot send an Authorization header.
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    "media-src 'self' blob:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 
 

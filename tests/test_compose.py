@@ -42,3 +42,9 @@ def test_every_emoq_variable_is_a_setting():
 def test_dockerfile_installs_the_pinned_requirements():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "-r requirements.txt -c constraints.txt" in dockerfile
+
+
+def test_readme_documents_every_setting():
+    readme = (ROOT / "README.md").read_text()
+    missing = [f"EMOQ_{name.upper()}" for name in Settings.model_fields if f"`EMOQ_{name.upper()}`" not in readme]
+    assert missing == []

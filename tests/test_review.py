@@ -2,10 +2,79 @@
 
 from __future__ import annotations
 
+import io
 import threading
+import uuid
 
-from tests.conftest import wait_until
-from tests.factories import key_id, make_review_item
+import numpy as np
+import soundfile as sf
+
+from models import EMOTION_LABELS, Result, ReviewItem
+from models.db import transaction
+from tests.conftest import wait_until, wav_bytes
+from tests.factories import key_id, make_job, make_review_item
+
+RATE = 16_000
+
+
+def stereo_tones(seconds: float = 6.0, left_hz: float = 440.0, right_hz: float = 1000.0) -> bytes:
+    """A 16 kHz stereo WAV: one steady tone on each channel, so a channel can be told by its pitch."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    samples = np.stack([np.sin(2 * np.pi * left_hz * t), np.sin(2 * np.pi * right_hz * t)], axis=1)
+    return wav_bytes((0.5 * samples).astype(np.float32), RATE)
+
+
+def make_recorded_review_item(
+    sessions,
+    store,
+    data: bytes,
+    submitter: uuid.UUID,
+    *,
+    start: float,
+    end: float,
+    channel: int | None,
+    recording_seconds: float | None = None,
+    channels: int | None = None,
+    reason_details: dict | None = None,
+) -> uuid.UUID:
+    """A succeeded job whose recording is in S3, its result, and one review item on segment 0.
+    ``channel=None`` leaves the key out of the result's segment (older results)."""
+    job = make_job(
+        sessions, store, data, submitter,
+        status="succeeded", duration_seconds=recording_seconds, channels=channels,
+    )  # fmt: skip
+    scores = dict.fromkeys(EMOTION_LABELS, 0.0)
+    scores.update(fearful=0.45, disgusted=0.40, neutral=0.15)
+    segment = {"index": 0, "role": "customer", "start": start, "end": end}
+    if channel is not None:
+        segment["channel"] = channel
+    with transaction(sessions) as session:
+        result = Result(
+            job_id=job.id, model_id="test", model_revision="test", model_random_weights=True,
+            primary_label="fearful", primary_confidence=0.45, scores=scores, embedding=[0.0] * 8,
+            embedding_dim=8, enhancement={}, flags=["fear_disgust_ambiguous"], segments=[segment], aggregate={},
+        )  # fmt: skip
+        session.add(result)
+        session.flush()
+        item = ReviewItem(
+            job_id=job.id, result_id=result.id, segment_index=0, start_seconds=start, end_seconds=end,
+            channel_role="customer", embedding=[0.0] * 8, model_scores=scores, model_label="fearful",
+            reasons=["fear_disgust_ambiguous"], reason_details=reason_details or {}, status="pending",
+        )  # fmt: skip
+        session.add(item)
+        session.flush()
+        return item.id
+
+
+def dominant_hz(samples: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return float(np.fft.rfftfreq(len(samples), 1 / rate)[int(np.argmax(spectrum))])
+
+
+def band_energy(samples: np.ndarray, rate: int, hz: float, width: float = 20.0) -> float:
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples)))) ** 2
+    freqs = np.fft.rfftfreq(len(samples), 1 / rate)
+    return float(spectrum[(freqs > hz - width) & (freqs < hz + width)].sum())
 
 
 def test_claim_and_resolve(client, keys, sessions):
@@ -87,3 +156,76 @@ def test_release_puts_the_item_back(client, keys, sessions):
     assert client.post(f"/v1/review-items/{item_id}/release", headers=keys["reviewer2"]).status_code == 409
     assert client.post(f"/v1/review-items/{item_id}/release", headers=keys["reviewer"]).status_code == 200
     assert client.post(f"/v1/review-items/{item_id}/claim", headers=keys["reviewer2"]).status_code == 200
+
+
+def test_segment_audio_is_the_items_channel_with_a_second_of_context(client, keys, sessions, store, settings):
+    submitter = key_id(sessions, "submitter")
+    item_id = make_recorded_review_item(
+        sessions, store, stereo_tones(), submitter, start=2.0, end=3.5, channel=1, recording_seconds=6.0, channels=2
+    )
+    response = client.get(f"/v1/review-items/{item_id}/audio", headers=keys["reviewer"])
+    assert response.status_code == 200, response.get_json()
+    assert response.mimetype == "audio/wav"
+    assert float(response.headers["X-Emoq-Segment-Start"]) == 1.0
+    assert float(response.headers["X-Emoq-Context-Seconds"]) == 1.0
+    assert "no-store" in response.headers["Cache-Control"]
+
+    info = sf.info(io.BytesIO(response.data))
+    assert (info.samplerate, info.channels, info.subtype, info.format) == (RATE, 1, "PCM_16", "WAV")
+    assert abs(info.duration - 3.5) < 0.02  # 1.0 + 1.5 + 1.0
+    samples, rate = sf.read(io.BytesIO(response.data), dtype="float32")
+    assert dominant_hz(samples, rate) == 1000.0  # the right channel's tone ...
+    assert band_energy(samples, rate, 440.0) < 1e-4 * band_energy(samples, rate, 1000.0)  # ... and none of the left's
+    assert list(settings.work_dir.glob("review-audio-*")) == []  # the downloaded recording is gone
+
+    admin = client.get(f"/v1/review-items/{item_id}/audio", headers=keys["admin"])
+    assert admin.status_code == 200 and admin.data == response.data
+    forbidden = client.get(f"/v1/review-items/{item_id}/audio", headers=keys["submitter"])
+    assert forbidden.status_code == 403 and forbidden.get_json()["code"] == "forbidden"
+    assert client.get(f"/v1/review-items/{item_id}/audio").status_code == 401
+
+
+def test_segment_audio_context_is_clamped_to_the_recording(client, keys, sessions, store):
+    submitter = key_id(sessions, "submitter")
+    data = stereo_tones()
+    # No channel in the result's segment: channel 0. No duration on the job: ffmpeg stops at the end.
+    near_start = make_recorded_review_item(sessions, store, data, submitter, start=0.3, end=1.0, channel=None)
+    near_end = make_recorded_review_item(
+        sessions, store, data, submitter, start=5.2, end=5.9, channel=0, recording_seconds=6.0
+    )
+    first = client.get(f"/v1/review-items/{near_start}/audio", headers=keys["reviewer"])
+    assert first.status_code == 200 and float(first.headers["X-Emoq-Segment-Start"]) == 0.0
+    samples, rate = sf.read(io.BytesIO(first.data), dtype="float32")
+    assert abs(len(samples) / rate - 2.0) < 0.02  # 0.3 before (all there is) + 0.7 + 1.0 after
+    assert dominant_hz(samples, rate) == 440.0
+
+    last = client.get(f"/v1/review-items/{near_end}/audio", headers=keys["reviewer"])
+    assert last.status_code == 200 and float(last.headers["X-Emoq-Segment-Start"]) == 4.2
+    samples, rate = sf.read(io.BytesIO(last.data), dtype="float32")
+    assert abs(len(samples) / rate - 1.8) < 0.02  # 1.0 before + 0.7 + 0.1 after (the recording ends)
+
+
+def test_segment_audio_problems(client, keys, sessions, store):
+    submitter = key_id(sessions, "submitter")
+    unknown = client.get(f"/v1/review-items/{uuid.uuid4()}/audio", headers=keys["reviewer"])
+    assert unknown.status_code == 404 and unknown.get_json()["code"] == "review_item_not_found"
+
+    gone = make_recorded_review_item(sessions, store, stereo_tones(1.0), submitter, start=0.0, end=0.5, channel=0)
+    with sessions() as session:
+        store.remove(session.get(ReviewItem, gone).result.job.object_key)
+    missing = client.get(f"/v1/review-items/{gone}/audio", headers=keys["reviewer"])
+    assert missing.status_code == 404 and missing.get_json()["code"] == "recording_missing"
+    assert missing.mimetype == "application/problem+json"
+
+    junk = b"certainly not audio" * 50
+    not_audio = make_recorded_review_item(sessions, store, junk, submitter, start=0.0, end=1.0, channel=0)
+    broken = client.get(f"/v1/review-items/{not_audio}/audio", headers=keys["reviewer"])
+    assert broken.status_code == 422 and broken.get_json()["code"] == "audio_unavailable"
+
+    # A channel the file does not have: ffmpeg refuses it even when the job row does not know the count.
+    no_such_channel = make_recorded_review_item(
+        sessions, store, stereo_tones(1.0), submitter, start=0.0, end=0.5, channel=3
+    )
+    wrong = client.get(f"/v1/review-items/{no_such_channel}/audio", headers=keys["reviewer"])
+    assert wrong.status_code == 422 and wrong.get_json()["code"] == "audio_unavailable"
+    assert "channel" in wrong.get_json()["detail"]  # ffmpeg's own reason, e.g. "input channel #3 not available"

@@ -4,6 +4,7 @@ Playwright against the Flask app served on a free local port."""
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from werkzeug.serving import make_server
 from models import ReviewItem
 from models.db import transaction
 from tests.factories import key_id, make_review_item
+from tests.test_review import make_recorded_review_item, stereo_tones
 
 CHROMIUM = Path("/usr/bin/chromium")
 needs_chromium = pytest.mark.skipif(
@@ -31,6 +33,7 @@ def test_page_and_its_files_are_served_without_auth(client):
     assert page.status_code == 200 and page.mimetype == "text/html"
     assert b'src="review/static/review.js"' in page.data
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert "media-src 'self' blob:;" in page.headers["Content-Security-Policy"]  # the segment's audio
     for name, mimetype in [("review.js", "text/javascript"), ("review.css", "text/css")]:
         asset = client.get(f"/review/static/{name}")
         assert asset.status_code == 200 and asset.mimetype == mimetype
@@ -93,32 +96,36 @@ def _as_the_worker_writes_it(sessions, item_id) -> None:
         row = session.get(ReviewItem, item_id)
         row.start_seconds, row.end_seconds, row.channel_role = 12.4, 15.9, "customer"
         row.domain = "<b>support</b>"  # shown as text, never as markup
-        row.reason_details = {
-            "flags": ["fear_disgust_ambiguous", "low_confidence"],
-            "enhancement": {
-                "policy": {"redecide_margin": 0.12, "review_margin": 0.15, "focus_weight": 0.25},
-                "domain_profile": {"domain": "support", "version": 3, "applied": True},
-                "fear_disgust": {
-                    "margin_before": 0.05,
-                    "margin_after": 0.08,
-                    "model": {"fearful": 0.45, "disgusted": 0.40},
-                    "redecision": "applied",
-                    "similarity": {"fearful": 0.412, "disgusted": 0.377},
-                    "similarity_probability": {"fearful": 0.587, "disgusted": 0.413},
-                    "temperature": 0.1,
-                    "focus_window": {
-                        "start": 0.8,
-                        "end": 1.3,
-                        "window_scores": {"fearful": 0.31, "disgusted": 0.58},
-                        "crop_scores": {"fearful": 0.29, "disgusted": 0.6},
-                        "crop_fear_share": 0.326,
-                    },
-                    "changed_decision": False,
+        row.reason_details = _worker_reason_details()
+
+
+def _worker_reason_details(focus_start: float = 0.8, focus_end: float = 1.3) -> dict:
+    return {
+        "flags": ["fear_disgust_ambiguous", "low_confidence"],
+        "enhancement": {
+            "policy": {"redecide_margin": 0.12, "review_margin": 0.15, "focus_weight": 0.25},
+            "domain_profile": {"domain": "support", "version": 3, "applied": True},
+            "fear_disgust": {
+                "margin_before": 0.05,
+                "margin_after": 0.08,
+                "model": {"fearful": 0.45, "disgusted": 0.40},
+                "redecision": "applied",
+                "similarity": {"fearful": 0.412, "disgusted": 0.377},
+                "similarity_probability": {"fearful": 0.587, "disgusted": 0.413},
+                "temperature": 0.1,
+                "focus_window": {
+                    "start": focus_start,
+                    "end": focus_end,
+                    "window_scores": {"fearful": 0.31, "disgusted": 0.58},
+                    "crop_scores": {"fearful": 0.29, "disgusted": 0.6},
+                    "crop_fear_share": 0.326,
                 },
+                "changed_decision": False,
             },
-            "enhanced_scores": {"fearful": 0.465, "disgusted": 0.385, "neutral": 0.15},
-            "quality": {"speech_ratio": 0.83, "snr_db": 21.5, "clipping_ratio": 0.0, "flags": []},
-        }
+        },
+        "enhanced_scores": {"fearful": 0.465, "disgusted": 0.385, "neutral": 0.15},
+        "quality": {"speech_ratio": 0.83, "snr_db": 21.5, "clipping_ratio": 0.0, "flags": []},
+    }
 
 
 def _bearer(headers: dict[str, str]) -> str:
@@ -165,6 +172,12 @@ def test_reviewer_claims_labels_and_resolves_an_item(live_server, page, keys, se
     expect(details).to_contain_text("Domain profilesupport v3")
     expect(details).not_to_contain_text("focus weight")  # a setting, not evidence
     expect(details).to_contain_text("Other flagslow confidence")
+    # This item's job has no recording in storage: the player says so, and the focus button waits.
+    expect(page.get_by_label("Segment audio (1 s of context each side)")).to_be_visible()
+    expect(page.locator("#audio-note")).to_contain_text("The recording is no longer in storage")
+    expect(page.locator("#audio-note")).to_contain_text("(recording_missing)")
+    expect(page.get_by_role("button", name="Play focus window")).to_be_disabled()
+    expect(page.locator("#focus-where")).to_have_text("13.20–13.70 s in the recording")
     expect(page.locator("#item-facts")).to_contain_text("12.40–15.90 s (#0)")
     expect(page.locator("#item-facts")).to_contain_text("customer")
     expect(page.locator("#item-facts")).to_contain_text("<b>support</b>")
@@ -258,3 +271,68 @@ def test_an_expired_lease_is_shown_and_resolving_then_fails_clearly(
         expect(page.locator("#item-section")).to_be_hidden()
         expect(page.locator("#queue > li")).to_have_count(1)
         expect(page.locator("#queue > li").first).to_have_attribute("data-id", str(item_id))
+
+
+def _audio(page, expression: str):
+    return page.evaluate(f"(() => {{ const a = document.getElementById('segment-audio'); return {expression}; }})()")
+
+
+def _wait_for_audio(page, condition: str) -> None:
+    page.wait_for_function(
+        f"() => {{ const a = document.getElementById('segment-audio'); return {condition}; }}", timeout=TIMEOUT_MS
+    )
+
+
+@needs_chromium
+def test_reviewer_listens_to_the_segment_and_its_focus_window(live_server, page, keys, sessions, store):
+    from playwright.sync_api import expect
+
+    submitter = key_id(sessions, "submitter")
+    # Channel 1 (the 1000 Hz side) from 2.0 to 3.5 s; focus 0.5–1.0 s into the segment = 1.5–2.0 s into the clip.
+    item_id = make_recorded_review_item(
+        sessions, store, stereo_tones(), submitter, start=2.0, end=3.5, channel=1,
+        recording_seconds=6.0, channels=2, reason_details=_worker_reason_details(0.5, 1.0),
+    )  # fmt: skip
+    other = make_review_item(sessions, submitter)  # no recording in storage
+    _sign_in(page, live_server, _bearer(keys["reviewer"]))
+    page.get_by_role("button", name="Claim next").click()
+    item = page.locator("#item-section")
+    expect(item).to_have_attribute("data-id", str(item_id))
+
+    player = page.get_by_label("Segment audio (1 s of context each side)")
+    expect(player).to_have_attribute("src", re.compile(r"^blob:"))
+    _wait_for_audio(page, "a.readyState >= 1 && Number.isFinite(a.duration) && a.duration > 0")
+    assert abs(_audio(page, "a.duration") - 3.5) < 0.05
+    assert _audio(page, "a.error") is None
+    expect(page.locator("#audio-note")).to_have_text(
+        "The clip starts at 1.00 s in the recording; the segment runs from 1.00 s to 2.50 s of the clip."
+    )
+    expect(page.locator("#focus-where")).to_have_text("2.50–3.00 s in the recording")
+    old_url = player.get_attribute("src")
+
+    focus = page.get_by_role("button", name="Play focus window")
+    expect(focus).to_be_enabled()
+    focus.click()
+    # It plays from the window's start and pauses itself at the window's end.
+    _wait_for_audio(page, "a.played.length > 0 && a.paused && a.currentTime >= 1.9")
+    played = _audio(page, "[a.played.start(0), a.played.end(a.played.length - 1), a.currentTime]")
+    assert abs(played[0] - 1.5) < 0.1, played
+    assert 1.9 <= played[2] < 2.3 and played[1] < 2.3, played
+
+    # Another item: the old object URL is revoked and the new item's audio (missing here) is not the old one.
+    page.get_by_role("button", name="Release").click()
+    expect(item).to_be_hidden()
+    assert page.evaluate(
+        """(url) => new Promise((done) => {
+            const probe = new Audio();
+            probe.onloadedmetadata = () => done("loaded");
+            probe.onerror = () => done("error");
+            probe.src = url;
+        })""",
+        old_url,
+    ) == "error"
+    page.locator(f"#queue > li[data-id='{other}'] button").click()
+    expect(item).to_have_attribute("data-id", str(other))
+    expect(page.locator("#audio-note")).to_contain_text("(recording_missing)")
+    expect(player).not_to_have_attribute("src", re.compile("."))
+    expect(focus).to_be_hidden()  # this item has no focus window

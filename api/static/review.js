@@ -30,6 +30,10 @@
     facts: $("item-facts"),
     reasons: $("item-reasons"),
     reasonDetails: $("reason-details"),
+    audio: $("segment-audio"),
+    audioNote: $("audio-note"),
+    playFocus: $("play-focus"),
+    focusWhere: $("focus-where"),
     modelScores: $("model-scores"),
     enhancedWrap: $("enhanced-wrap"),
     enhancedScores: $("enhanced-scores"),
@@ -41,6 +45,9 @@
   };
 
   const state = { queue: [], cursor: null, held: null, leaseTimer: null, busy: false };
+  // The claimed item's audio: the object URL playing now, the recording second it starts at,
+  // the focus window (relative to the segment start) and, while it plays, where to stop.
+  const listen = { url: null, loading: 0, start: null, focus: null, stopAt: null, from: null, frame: 0 };
 
   // ---------- small helpers ----------
 
@@ -109,7 +116,16 @@
     }
   }
 
-  async function api(method, path, body) {
+  function parseJson(text) {
+    try {
+      return text ? JSON.parse(text) : null;
+    } catch {
+      return null;
+    }
+  }
+
+  // One authorised request; a problem response becomes an ApiError. The caller reads the body.
+  async function send(method, path, body, accept) {
     const key = sessionStorage.getItem(KEY_STORE);
     if (!key) {
       askForKey();
@@ -118,7 +134,7 @@
     const init = {
       method,
       cache: "no-store",
-      headers: { Authorization: `Bearer ${key}`, Accept: "application/json, application/problem+json" },
+      headers: { Authorization: `Bearer ${key}`, Accept: accept },
     };
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
@@ -130,21 +146,20 @@
     } catch (err) {
       throw new ApiError(0, "network_error", `could not reach the server (${err.message})`);
     }
-    const text = await response.text();
-    let data = null;
-    try {
-      data = text ? JSON.parse(text) : null;
-    } catch {
-      data = null;
-    }
     if (!response.ok) {
+      const data = parseJson(await response.text().catch(() => ""));
       const code = (data && data.code) || `http_${response.status}`;
       const detail = (data && data.detail) || response.statusText || "the request failed";
       const error = new ApiError(response.status, code, detail);
       if (response.status === 401 || response.status === 403) askForKey(error);
       throw error;
     }
-    return data;
+    return response;
+  }
+
+  async function api(method, path, body) {
+    const response = await send(method, path, body, "application/json, application/problem+json");
+    return parseJson(await response.text());
   }
 
   // Any error that is not an auth error (those already asked for the key) goes to the status area.
@@ -163,6 +178,7 @@
   function askForKey(error) {
     sessionStorage.removeItem(KEY_STORE);
     stopLeaseTimer();
+    ui.audio.pause();
     ui.workspace.hidden = true;
     ui.keySection.hidden = false;
     ui.forgetKey.hidden = true;
@@ -361,6 +377,8 @@
 
   function showItem(item) {
     stopLeaseTimer();
+    listen.focus = null; // set again from this item's details below
+    resetAudio();
     if (!item) {
       ui.itemSection.hidden = true;
       updateButtons();
@@ -393,6 +411,7 @@
     ui.note.value = "";
     startLeaseTimer(item);
     updateButtons();
+    loadAudio(item);
   }
 
   function renderBars(list, scores, highlight) {
@@ -429,6 +448,7 @@
     const rows = [];
     const scores = item.model_scores || {};
     const fd = enhancement.fear_disgust;
+    showFocusWindow(item, fd && fd.focus_window);
 
     if (fd) {
       rows.push(["Fear/disgust margin (model)", num(fd.margin_before)]);
@@ -521,6 +541,131 @@
     const index = item.segment && item.segment.index;
     const jobSegment = isNum(index) ? segments.find((s) => s.index === index) || segments[index] : null;
     if (jobSegment && !(item.reason_details && item.reason_details.enhancement)) renderReasonDetails(item, jobSegment);
+  }
+
+  // ---------- the segment's audio ----------
+
+  const segmentStart = (item) => (item && item.segment && isNum(item.segment.start) ? item.segment.start : 0);
+
+  function audioNote(text, kind = "") {
+    ui.audioNote.textContent = text;
+    if (kind) ui.audioNote.dataset.kind = kind;
+    else delete ui.audioNote.dataset.kind;
+  }
+
+  // Stop playing, forget the item's audio and free its object URL.
+  function resetAudio() {
+    listen.loading += 1; // a fetch still under way for the previous item is dropped when it lands
+    stopFocus();
+    ui.audio.pause();
+    ui.audio.removeAttribute("src");
+    ui.audio.load(); // lets go of the old media
+    if (listen.url) URL.revokeObjectURL(listen.url);
+    listen.url = null;
+    listen.start = null;
+    ui.audio.removeAttribute("aria-busy");
+    audioNote("");
+    updateFocusButton();
+  }
+
+  async function loadAudio(item) {
+    const ticket = ++listen.loading;
+    ui.audio.setAttribute("aria-busy", "true");
+    audioNote("Loading the audio…");
+    try {
+      const response = await send(
+        "GET",
+        `v1/review-items/${encodeURIComponent(item.id)}/audio`,
+        undefined,
+        "audio/wav, application/problem+json",
+      );
+      const blob = await response.blob();
+      if (ticket !== listen.loading) return; // moved on meanwhile
+      const start = Number.parseFloat(response.headers.get("X-Emoq-Segment-Start"));
+      const context = Number.parseFloat(response.headers.get("X-Emoq-Context-Seconds"));
+      listen.start = Number.isFinite(start)
+        ? start
+        : Math.max(0, segmentStart(item) - (Number.isFinite(context) ? context : 1));
+      listen.url = URL.createObjectURL(blob);
+      ui.audio.src = listen.url;
+      const into = segmentStart(item) - listen.start;
+      const segment = item.segment || {};
+      const length = isNum(segment.end) && isNum(segment.start) ? segment.end - segment.start : null;
+      audioNote(
+        `The clip starts at ${seconds(listen.start)} in the recording; the segment runs from ` +
+          `${seconds(into)} to ${isNum(length) ? seconds(into + length) : "the end"} of the clip.`,
+      );
+    } catch (error) {
+      if (ticket !== listen.loading) return;
+      if (error instanceof ApiError) {
+        if (error.status === 401 || error.status === 403) return; // the key is asked for again
+        const what = error.code === "recording_missing" ? "The recording is no longer in storage" : "No audio";
+        audioNote(`${what}: ${error.detail} (${error.code})`, "error");
+      } else {
+        console.error(error);
+        audioNote(`No audio: ${error.message}`, "error");
+      }
+    } finally {
+      if (ticket === listen.loading) ui.audio.removeAttribute("aria-busy");
+      updateFocusButton();
+    }
+  }
+
+  // worker.focus: the stretch where fear and disgust separate most, relative to the segment start.
+  function showFocusWindow(item, fw) {
+    const ok = fw && typeof fw === "object" && isNum(fw.start) && isNum(fw.end) && fw.end > fw.start;
+    listen.focus = ok ? { start: fw.start, end: fw.end } : null;
+    if (ok) {
+      const at = segmentStart(item);
+      ui.focusWhere.textContent = `${num(at + fw.start, 2)}–${num(at + fw.end, 2)} s in the recording`;
+    }
+    updateFocusButton();
+  }
+
+  function updateFocusButton() {
+    ui.playFocus.hidden = !listen.focus;
+    ui.focusWhere.hidden = !listen.focus;
+    ui.playFocus.disabled = !listen.focus || !listen.url;
+  }
+
+  function playFocus() {
+    if (!listen.focus || !listen.url || !state.held) return;
+    const offset = segmentStart(state.held) - listen.start; // the context actually before the segment
+    let from = Math.max(0, offset + listen.focus.start);
+    let to = offset + listen.focus.end;
+    if (Number.isFinite(ui.audio.duration)) {
+      to = Math.min(to, ui.audio.duration);
+      from = Math.min(from, to);
+    }
+    listen.from = from;
+    listen.stopAt = to;
+    ui.audio.currentTime = from;
+    ui.audio.play().catch((error) => {
+      stopFocus();
+      if (error.name !== "AbortError") audioNote(`Could not play: ${error.message}`, "error");
+    });
+    cancelAnimationFrame(listen.frame);
+    const tick = () => {
+      if (listen.stopAt === null) return;
+      checkFocusEnd();
+      if (listen.stopAt !== null) listen.frame = requestAnimationFrame(tick);
+    };
+    listen.frame = requestAnimationFrame(tick);
+  }
+
+  // Checked every frame (and on timeupdate, for a background tab where frames stop).
+  function checkFocusEnd() {
+    if (listen.stopAt !== null && ui.audio.currentTime >= listen.stopAt) {
+      ui.audio.pause();
+      stopFocus();
+    }
+  }
+
+  function stopFocus() {
+    listen.stopAt = null;
+    listen.from = null;
+    cancelAnimationFrame(listen.frame);
+    listen.frame = 0;
   }
 
   // ---------- the lease ----------
@@ -663,6 +808,18 @@
       }),
     );
     ui.resolveForm.addEventListener("submit", resolve);
+    ui.playFocus.addEventListener("click", playFocus);
+    ui.audio.addEventListener("timeupdate", checkFocusEnd);
+    ui.audio.addEventListener("pause", stopFocus);
+    ui.audio.addEventListener("ended", stopFocus);
+    ui.audio.addEventListener("seeking", () => {
+      // The reviewer moved the playhead out of the window: play on normally from there.
+      const t = ui.audio.currentTime;
+      if (listen.stopAt !== null && (t < listen.from - 0.05 || t > listen.stopAt)) stopFocus();
+    });
+    ui.audio.addEventListener("error", () => {
+      if (listen.url) audioNote("The browser could not play this audio.", "error");
+    });
     ui.release.addEventListener("click", release);
     document.addEventListener("keydown", onKey);
 
