@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     # Inference engine (issue 4)
     precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA autocast) | int8 (CPU dynamic quantisation)
     max_batch_seconds: float = 60.0
-    max_padding_ratio: float | None = None  # None: 0.1 on CPU, 0.5 on a GPU
+    max_padding_ratio: float | None = None  # None: 0.0 on CPU, 0.5 on a GPU
     frame_window_seconds: float = 0.4
     frame_hop_seconds: float = 0.1
     segment_min_seconds: float = 3.0

@@ -23,10 +23,21 @@ def clips() -> list[np.ndarray]:
     return [(0.1 * rng.standard_normal(int(16000 * s))).astype(np.float32) for s in LENGTHS]
 
 
-def test_engine_agrees_with_funasr_generate(engine, clips):
+@pytest.fixture(scope="module")
+def stock_funasr(model_dir):
+    """FunASR's own AutoModel, untouched (the engine swaps in fused attention on its instance)."""
+    from funasr import AutoModel
+
+    return AutoModel(model=str(model_dir), device="cpu", ncpu=2, disable_update=True, disable_pbar=True, log_level="ERROR")
+
+
+def test_engine_agrees_with_funasr_generate(engine, clips, stock_funasr):
+    from funasr.models.emotion2vec.modules import AltAttention
+
+    assert all(type(m).forward is AltAttention.forward for m in stock_funasr.model.modules() if isinstance(m, AltAttention))
     ours = engine.score(clips)
     for clip, mine in zip(clips, ours):
-        (ref,) = engine.auto_model.generate(clip, granularity="utterance", extract_embedding=True, disable_pbar=True)
+        (ref,) = stock_funasr.generate(clip, granularity="utterance", extract_embedding=True, disable_pbar=True)
         assert [english_label(t) for t in ref["labels"]] == list(EMOTION_LABELS)
         np.testing.assert_allclose(mine.scores, ref["scores"], atol=1e-5)
         np.testing.assert_allclose(mine.embedding, ref["feats"], atol=1e-4)
@@ -101,3 +112,12 @@ def test_focus_window_is_found_inside_the_segment_and_rescored(engine, clips):
     assert sum(focus["crop_scores"].values()) == pytest.approx(1.0, abs=1e-3)
     assert 0.0 <= focus["crop_fear_share"] <= 1.0
     assert focus_evidence(engine, clip[:1600]) is None  # 0.1 s: no window fits
+
+
+def test_fused_attention_is_bound_to_the_quantised_modules(model_dir):
+    from funasr.models.emotion2vec.modules import AltAttention
+
+    quantised = EmotionEngine.load(str(model_dir), ncpu=2, precision="int8")
+    blocks = [m for m in quantised.model.modules() if isinstance(m, AltAttention)]
+    assert blocks and all(m.forward.__self__ is m for m in blocks)
+    assert all("quantized" in type(m.qkv).__module__ for m in blocks)

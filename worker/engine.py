@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from models import EMOTION_LABELS
+from worker.attention import use_fused_attention
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,8 @@ class EmotionEngine:
         self.info = info
         self.max_batch_seconds = max_batch_seconds
         if max_padding_ratio is None:
-            max_padding_ratio = 0.1 if info.device == "cpu" else 0.5
+            # On a CPU one clip already fills the cores: padding is pure loss.
+            max_padding_ratio = 0.0 if info.device == "cpu" else 0.5
         self.max_padding_ratio = max_padding_ratio
         self._encoder = self.model.modality_encoders["AUDIO"]
         tokens = auto_model.kwargs["token_list"]
@@ -137,6 +139,7 @@ class EmotionEngine:
         precision: str = "fp32",
         max_batch_seconds: float = 60.0,
         max_padding_ratio: float | None = None,
+        fused_attention: bool = True,
     ) -> EmotionEngine:
         source, is_local = resolve_model_source(model)
         device = pick_device(device)
@@ -172,6 +175,10 @@ class EmotionEngine:
             auto_model.model = torch.ao.quantization.quantize_dynamic(
                 auto_model.model, {torch.nn.Linear}, dtype=torch.qint8
             )
+        if fused_attention:
+            # After quantisation: quantize_dynamic copies the model, and a bound
+            # forward copied with it would still point at the float original.
+            use_fused_attention(auto_model.model)
         conv_layers = auto_model.model.modality_encoders["AUDIO"].feature_enc_layers
         hop = int(np.prod([stride for _, _, stride in conv_layers]))
         info = ModelInfo(
