@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from collections.abc import Callable
 from functools import wraps
 from typing import TypeVar
@@ -13,6 +14,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
 from flask import g, request
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from api.errors import Problem
@@ -62,9 +64,13 @@ def find_key(session: Session, value: str) -> ApiKey | None:
 
 
 def ensure_bootstrap_key(session: Session, value: str) -> None:
-    """Idempotent: an admin key with exactly this value exists afterwards."""
-    if session.scalar(select(ApiKey).where(ApiKey.lookup == lookup_of(value))) is None:
-        create_key(session, "bootstrap", Role.admin, value)
+    """Idempotent, also when several API processes start at once: an admin
+    key with exactly this value exists afterwards."""
+    session.execute(
+        insert(ApiKey)
+        .values(id=uuid.uuid4(), name="bootstrap", role=Role.admin.value, lookup=lookup_of(value), key_hash=_hasher.hash(value))
+        .on_conflict_do_nothing(index_elements=[ApiKey.lookup])
+    )
 
 
 def current_key() -> ApiKey:

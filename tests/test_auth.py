@@ -91,3 +91,32 @@ def test_unknown_route_and_method_are_problems(client, keys):
     assert client.get("/nope").get_json()["code"] == "not_found"
     response = client.put("/v1/jobs", headers=keys["admin"])
     assert response.status_code == 405 and response.mimetype == "application/problem+json"
+
+
+def test_bootstrap_key_survives_api_processes_starting_together(settings, database, redis_client, store, sessions, keys):
+    import threading
+
+    from sqlalchemy import func, select
+
+    from api import create_app
+    from api.auth import lookup_of
+    from models import ApiKey
+
+    configured = settings.model_copy(update={"bootstrap_api_key": "raced-admin-key"})
+    barrier, errors = threading.Barrier(3), []
+
+    def start():
+        barrier.wait()
+        try:
+            create_app(configured)
+        except Exception as exc:  # the race this test is about
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.lookup == lookup_of("raced-admin-key"))) == 1
