@@ -64,8 +64,9 @@ def find_key(session: Session, value: str) -> ApiKey | None:
 
 
 def ensure_bootstrap_key(session: Session, value: str) -> None:
-    """Idempotent, also when several API processes start at once: an admin
-    key with exactly this value exists afterwards."""
+    """Idempotent, also when several API processes start at once. A key with
+    this value that an admin revoked stays revoked: configuration does not
+    resurrect it."""
     session.execute(
         insert(ApiKey)
         .values(id=uuid.uuid4(), name="bootstrap", role=Role.admin.value, lookup=lookup_of(value), key_hash=_hasher.hash(value))

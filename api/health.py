@@ -9,7 +9,7 @@ from flask import Blueprint
 from sqlalchemy import text
 
 from api.services import services
-from worker.context import HEARTBEAT_PREFIX
+from worker.celery_app import HEARTBEAT_PREFIX
 
 bp = Blueprint("health", __name__)
 

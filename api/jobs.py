@@ -8,7 +8,7 @@ import uuid
 from urllib.parse import urlsplit
 
 import numpy as np
-from flask import Blueprint, Response, request, url_for
+from flask import Blueprint, Response, current_app, request, url_for
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -19,6 +19,7 @@ from api.services import services
 from api.uploads import object_key_for, receive
 from models import EMOTION_LABELS, Job, JobStatus, Result, Role
 from models.db import transaction
+from storage import ObjectMissing
 from worker.sweep import publish_job
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
@@ -110,7 +111,10 @@ def submit() -> tuple[dict, int, dict]:
                     )
                 )
         except SQLAlchemyError:
-            svc.store.remove(key)
+            try:
+                svc.store.remove(key)
+            except Exception:  # the 503 matters more; the orphan is logged for clean-up
+                current_app.logger.exception("could not remove orphaned upload %s", key)
             raise Problem(503, "database_unavailable", "could not record the job; nothing was kept") from None
     finally:
         upload.path.unlink(missing_ok=True)
@@ -214,11 +218,17 @@ def get_embedding(job_id: uuid.UUID) -> Response:
 def get_frames(job_id: uuid.UUID, index: int) -> Response:
     svc = services()
     with svc.sessions() as session:
-        _, result = _visible_job(session, job_id)
-        segments = result.segments if result else []
+        job, result = _visible_job(session, job_id)
+        if result is None:
+            raise Problem(409, "result_not_ready", f"job {job_id} is {job.status}; no frames yet")
+        segments = result.segments
     if not 0 <= index < len(segments) or not segments[index].get("frames_key"):
         raise Problem(404, "frames_not_found", "no frame features for that segment (submit with granularity=frame)")
-    return Response(svc.store.get_bytes(segments[index]["frames_key"]), mimetype="application/octet-stream")
+    try:
+        data = svc.store.get_bytes(segments[index]["frames_key"])
+    except ObjectMissing:
+        raise Problem(404, "frames_not_found", "the frame features are no longer in storage") from None
+    return Response(data, mimetype="application/octet-stream")
 
 
 @bp.get("")

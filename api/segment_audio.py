@@ -17,9 +17,8 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path
 
-from minio.error import S3Error
 
-from storage import ObjectStore
+from storage import ObjectMissing, ObjectStore
 
 CONTEXT_SECONDS = 1.0
 SAMPLE_RATE = 16_000
@@ -109,9 +108,7 @@ def segment_clip(
         path = Path(tmp) / "recording"
         try:
             store.download(object_key, path)
-        except S3Error as exc:
-            if exc.code in ("NoSuchKey", "NoSuchObject"):
-                raise RecordingMissing(f"the recording {object_key} is no longer in storage") from exc
-            raise
+        except ObjectMissing as exc:
+            raise RecordingMissing(f"the recording {object_key} is no longer in storage") from exc
         wav = cut(path, ffmpeg=ffmpeg, start=clip_start, seconds=seconds, channel=channel, timeout=timeout)
     return Clip(wav=wav, start=clip_start)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
 from storage import ObjectStore
-from worker.celery_app import ANALYSE_TASK
+from worker.celery_app import publish_analysis
 
 
 @dataclass
@@ -22,7 +22,7 @@ class Services:
     celery: Celery
 
     def publish(self, job_id: uuid.UUID, task_id: uuid.UUID) -> None:
-        self.celery.send_task(ANALYSE_TASK, args=[str(job_id)], task_id=str(task_id))
+        publish_analysis(self.celery, job_id, task_id)
 
 
 def services() -> Services:

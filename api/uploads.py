@@ -87,13 +87,13 @@ def receive(stream: BinaryIO, settings: Settings) -> Upload:
             rate, channels = int(info.samplerate), int(info.channels)
             if info.frames == 0:
                 raise Problem(400, "empty_audio", "the recording holds no samples")
-        except (RuntimeError, soundfile.LibsndfileError):
+        except RuntimeError:  # soundfile.LibsndfileError included
             if audio_format in ("wav", "flac"):
                 raise Problem(400, "undecodable_audio", f"the {audio_format} header could not be read") from None
         duration = probe_duration(path, settings.ffmpeg_exe())
         if duration is not None and duration > settings.max_duration_seconds:
             raise Problem(
-                413,
+                422,
                 "recording_too_long",
                 f"the recording lasts {duration:.0f} s; the limit is {settings.max_duration_seconds:.0f} s",
             )

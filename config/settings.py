@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     webhook_secret: str | None = None
     webhook_timeout_seconds: float = 10.0
     webhook_max_retries: int = 8
+    # Webhooks to loopback, private or link-local addresses are refused unless
+    # allowed: a submitter must not make workers probe the internal network.
+    webhook_allow_private: bool = False
     ffmpeg: str | None = None
     work_dir: Path = ROOT / "var" / "work"
 

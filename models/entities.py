@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 
 from sqlalchemy import (
     REAL,
@@ -122,6 +122,12 @@ class Job(Base):
     callback_error: Mapped[str | None] = mapped_column(Text)
 
     result: Mapped[Result | None] = relationship(back_populates="job", uselist=False)
+
+    def fail(self, code: str, message: str) -> None:
+        self.status = JobStatus.failed.value
+        self.error_code = code
+        self.error_message = message[:2000]
+        self.finished_at = datetime.now(timezone.utc)
 
 
 class Result(Base):

@@ -1,3 +1,3 @@
-from storage.objects import ObjectStore
+from storage.objects import ObjectMissing, ObjectStore
 
-__all__ = ["ObjectStore"]
+__all__ = ["ObjectMissing", "ObjectStore"]

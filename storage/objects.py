@@ -12,6 +12,13 @@ from minio.error import S3Error
 from config import Settings
 
 
+_MISSING = ("NoSuchKey", "NoSuchObject")
+
+
+class ObjectMissing(KeyError):
+    """The key is not in the bucket (deleted, or never written)."""
+
+
 class ObjectStore:
     def __init__(self, settings: Settings) -> None:
         self.bucket = settings.s3_bucket
@@ -41,7 +48,10 @@ class ObjectStore:
         self.put_stream(key, io.BytesIO(data), len(data), content_type)
 
     def get_bytes(self, key: str) -> bytes:
-        response = self.client.get_object(self.bucket, key)
+        try:
+            response = self.client.get_object(self.bucket, key)
+        except S3Error as exc:
+            raise ObjectMissing(key) if exc.code in _MISSING else exc
         try:
             return response.read()
         finally:
@@ -49,16 +59,10 @@ class ObjectStore:
             response.release_conn()
 
     def download(self, key: str, path: Path) -> None:
-        self.client.fget_object(self.bucket, key, str(path))
+        try:
+            self.client.fget_object(self.bucket, key, str(path))
+        except S3Error as exc:
+            raise ObjectMissing(key) if exc.code in _MISSING else exc
 
     def remove(self, key: str) -> None:
         self.client.remove_object(self.bucket, key)
-
-    def exists(self, key: str) -> bool:
-        try:
-            self.client.stat_object(self.bucket, key)
-        except S3Error as exc:
-            if exc.code in ("NoSuchKey", "NoSuchObject"):
-                return False
-            raise
-        return True

@@ -29,7 +29,7 @@ from sqlalchemy import text
 from config import Settings
 from tests.audio_fixtures import speech_like
 from models.db import make_engine, make_session_factory, transaction
-from worker.context import HEARTBEAT_PREFIX
+from worker.celery_app import HEARTBEAT_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DB_URL = os.environ.get("EMOQ_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/emoq_test")
@@ -77,6 +77,8 @@ def test_env(model_dir, tmp_path_factory) -> dict[str, str]:
         "EMOQ_WORK_DIR": str(tmp_path_factory.mktemp("work")),
         "EMOQ_WORKER_HEARTBEAT_SECONDS": "1",
         "EMOQ_RETRY_BACKOFF_MAX_SECONDS": "1",
+        # The tests' webhook receiver listens on loopback.
+        "EMOQ_WEBHOOK_ALLOW_PRIVATE": "true",
     }
 
 

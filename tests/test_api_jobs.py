@@ -108,7 +108,7 @@ def test_too_long_recording_is_refused_before_decoding(settings, database, redis
 
     short_limit = create_app(settings.model_copy(update={"max_duration_seconds": 2.0}))
     response = submit(short_limit.test_client(), keys["submitter"], wav_bytes(voiced(3.0)))
-    assert response.status_code == 413
+    assert response.status_code == 422
     assert response.get_json()["code"] == "recording_too_long"
 
 

@@ -322,7 +322,7 @@ def test_three_hour_recording_is_refused_before_decoding(
     monkeypatch.setattr(audio, "_open_stream", must_not_decode)
     with pytest.raises(AudioError) as error:
         _decode(path, max_duration_seconds=7200)
-    assert error.value.code == "too_long"
+    assert error.value.code == "recording_too_long"
 
 
 def test_too_long_via_ffmpeg_header(tmp_path: Path) -> None:
@@ -331,7 +331,7 @@ def test_too_long_via_ffmpeg_header(tmp_path: Path) -> None:
     assert probe_duration(mp3, ffmpeg_exe()) == pytest.approx(3.0, abs=0.1)
     with pytest.raises(AudioError) as error:
         _decode(mp3, max_duration_seconds=2.0)
-    assert error.value.code == "too_long"
+    assert error.value.code == "recording_too_long"
 
 
 @pytest.mark.parametrize("suffix", [".wav", ".mp3"])
@@ -344,7 +344,7 @@ def test_too_long_caught_while_decoding_when_header_is_silent(
     started = time.perf_counter()
     with pytest.raises(AudioError) as error:
         _decode(path, max_duration_seconds=12.0)
-    assert error.value.code == "too_long"
+    assert error.value.code == "recording_too_long"
     assert time.perf_counter() - started < 5
 
 

@@ -24,19 +24,24 @@ def test_services_and_order():
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
 
-def test_worker_reserves_an_nvidia_gpu_and_consumes_both_queues():
-    worker = compose()["services"]["worker"]
-    (device,) = worker["deploy"]["resources"]["reservations"]["devices"]
+def queues(service: dict) -> set[str]:
+    return set(service["command"][service["command"].index("-Q") + 1].split(","))
+
+
+def test_gpu_worker_analyses_and_a_separate_worker_maintains():
+    services = compose()["services"]
+    (device,) = services["worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
-    queues = worker["command"][worker["command"].index("-Q") + 1].split(",")
-    assert set(queues) == {Settings().queue, "emoq.maintenance"}
+    assert queues(services["worker"]) == {Settings().queue}
+    assert queues(services["maintenance"]) == {"emoq.maintenance"}
+    assert services["maintenance"]["environment"]["EMOQ_DEVICE"] == "cpu"
 
 
 def test_every_emoq_variable_is_a_setting():
     known = {f"EMOQ_{name.upper()}" for name in Settings.model_fields}
     for name, service in compose()["services"].items():
         env = service.get("environment") or {}
-        assert set(k for k in env if k.startswith("EMOQ_")) <= known, name
+        assert {k for k in env if k.startswith("EMOQ_")} <= known, name
 
 
 def test_dockerfile_installs_the_pinned_requirements():

@@ -104,9 +104,9 @@ def test_focus_window_evidence_enters_the_fusion():
     assert with_focus.details["fear_disgust"]["focus_window"]["start"] == 1.2
 
 
-def test_needs_focus_only_for_close_calls_with_the_pair_on_top():
-    from worker.enhance import needs_focus
+def test_close_fear_disgust_call_only_for_close_calls_with_the_pair_on_top():
+    from worker.enhance import close_fear_disgust_call
 
-    assert needs_focus(scores(fearful=0.45, disgusted=0.40, neutral=0.15), POLICY)
-    assert not needs_focus(scores(fearful=0.7, disgusted=0.2, neutral=0.1), POLICY)
-    assert not needs_focus(scores(neutral=0.9, fearful=0.01, disgusted=0.02), POLICY)
+    assert close_fear_disgust_call(scores(fearful=0.45, disgusted=0.40, neutral=0.15), POLICY)
+    assert not close_fear_disgust_call(scores(fearful=0.7, disgusted=0.2, neutral=0.1), POLICY)
+    assert not close_fear_disgust_call(scores(neutral=0.9, fearful=0.01, disgusted=0.02), POLICY)

@@ -86,6 +86,18 @@ def test_unreachable_endpoint_is_a_retryable_failure(settings, sessions, store, 
         deliver(sessions, settings, job.id)
 
 
+def test_private_addresses_are_refused_unless_allowed(settings, sessions, store, keys, receiver):
+    from worker.webhooks import WebhookRefused
+
+    url, received, _ = receiver
+    job = make_job(sessions, store, b"x", key_id(sessions, "submitter"), status="succeeded", callback_url=url)
+    with pytest.raises(WebhookRefused):
+        deliver(sessions, settings.model_copy(update={"webhook_allow_private": False}), job.id)
+    assert received == []
+    with sessions() as session:
+        assert session.get(Job, job.id).callback_error == "refused: 127.0.0.1 is a private address"
+
+
 def test_bad_callback_url_is_refused(client, keys):
     response = submit(client, keys["submitter"], wav_bytes(voiced(1.0)), callback_url="ftp://example/x")
     assert response.status_code == 400 and response.get_json()["code"] == "invalid_callback_url"

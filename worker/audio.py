@@ -164,7 +164,7 @@ def decode(
     path: Path, *, ffmpeg: str, max_duration_seconds: float, max_channels: int = 8
 ) -> DecodedAudio:
     """Decode to float32 channels at 16 kHz, or raise AudioError with code
-    undecodable_audio, empty_audio or too_long."""
+    undecodable_audio, empty_audio or recording_too_long."""
     if path.stat().st_size == 0:
         raise AudioError("empty_audio", "the file is empty")
     with path.open("rb") as f:
@@ -207,7 +207,7 @@ def decode(
 
 def _too_long(seconds: float, limit: float) -> AudioError:
     return AudioError(
-        "too_long", f"the recording lasts {seconds:.0f} s; the limit is {limit:.0f} s"
+        "recording_too_long", f"the recording lasts {seconds:.0f} s; the limit is {limit:.0f} s"
     )
 
 

@@ -5,6 +5,8 @@ imports the tasks (and so never imports torch)."""
 
 from __future__ import annotations
 
+import uuid
+
 from celery import Celery
 
 from config import Settings, load_settings
@@ -13,6 +15,13 @@ ANALYSE_TASK = "emoq.analyse_recording"
 SWEEP_TASK = "emoq.sweep_stale_jobs"
 NOTIFY_TASK = "emoq.notify_job_finished"
 MAINTENANCE_QUEUE = "emoq.maintenance"
+# Worker processes publish their model status under this prefix (read by /readyz).
+HEARTBEAT_PREFIX = "emoq:workers:"
+
+
+def publish_analysis(app: Celery, job_id: uuid.UUID, task_id: uuid.UUID) -> None:
+    """The job row names ``task_id`` as the one message allowed to run it."""
+    app.send_task(ANALYSE_TASK, args=[str(job_id)], task_id=str(task_id))
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -45,7 +54,6 @@ def create_celery(settings: Settings) -> Celery:
         # Fail fast when the broker is down: the job row is committed and the sweep publishes it later.
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
     )
-    app.conf.emoq_settings = settings
     return app
 
 

@@ -19,13 +19,13 @@ from config import Settings
 from models import Calibration
 from models.db import make_engine, make_session_factory
 from storage import ObjectStore
+from worker.celery_app import HEARTBEAT_PREFIX
 from worker.engine import EmotionEngine, ModelUnavailable
 from worker.enhance import Centroids
 from worker.profiles import Profile, active_profile
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_PREFIX = "emoq:workers:"
 
 
 @dataclass
@@ -58,10 +58,12 @@ class WorkerContext:
     def centroids(self) -> Centroids | None:
         """The active calibration (checked every job, so a newly activated
         version is used without a restart), else the centroid file."""
+        query = select(Calibration.version, Calibration.object_key).where(Calibration.active)
+        if self.engine is not None:
+            # Centroids live in one model's embedding space; another model's are meaningless here.
+            query = query.where(Calibration.model_id == self.engine.info.model_id)
         with self.sessions() as session:
-            active = session.execute(
-                select(Calibration.version, Calibration.object_key).where(Calibration.active)
-            ).first()
+            active = session.execute(query).first()
         key: object = ("db", active.version) if active else ("file", self.settings.centroid_file)
         if key != self._centroid_key:
             if active:

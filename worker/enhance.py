@@ -117,8 +117,9 @@ def _top_two(scores: np.ndarray) -> tuple[int, int]:
     return int(order[0]), int(order[1])
 
 
-def needs_focus(scores: np.ndarray, policy: EnhancementPolicy) -> bool:
-    """Whether this segment is a close fear/disgust call worth a focus window."""
+def close_fear_disgust_call(scores: np.ndarray, policy: EnhancementPolicy) -> bool:
+    """Fearful or disgusted on top with the other within the re-decision margin:
+    such a segment is re-decided and gets a focus window."""
     top = EMOTION_LABELS[int(np.argmax(scores))]
     return top in PAIR and abs(scores[_INDEX[FEAR]] - scores[_INDEX[DISGUST]]) < policy.redecide_margin
 
@@ -135,13 +136,12 @@ def enhance(
     fear, disgust = scores[_INDEX[FEAR]], scores[_INDEX[DISGUST]]
     top, _ = _top_two(scores)
     top_label = EMOTION_LABELS[top]
-    pair_on_top = top_label in PAIR
     margin_before = float(abs(fear - disgust))
     details: dict = {"policy": asdict(policy), "fear_disgust": None}
     flags: list[str] = []
     out = scores.copy()
 
-    if pair_on_top and margin_before < policy.redecide_margin:
+    if close_fear_disgust_call(scores, policy):
         fd: dict = {"margin_before": margin_before, "model": {FEAR: float(fear), DISGUST: float(disgust)}}
         mass = fear + disgust
         fused_fear = fear / mass

@@ -13,8 +13,8 @@ from worker.timeline import pool_windows
 
 _FEAR, _DISGUST = EMOTION_LABELS.index("fearful"), EMOTION_LABELS.index("disgusted")
 WINDOW_WIDTHS = (0.3, 0.5, 0.8)
-# The model's convolutional front end needs some audio on each side to
-# score a crop; shorter crops are padded with their surroundings.
+# A crop shorter than this gives the model too few frames to score; such a
+# window is widened to the right.
 _MIN_CROP_SECONDS = 0.3
 
 

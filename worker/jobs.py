@@ -14,15 +14,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from minio.error import S3Error
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from models import EMOTION_LABELS, Job, JobStatus, Result, ReviewItem
 from models.db import transaction
+from storage import ObjectMissing
 from worker.audio import AudioError
 from worker.context import WorkerContext
-from worker.pipeline import Analysis, JobSpec, analyse
+from worker.pipeline import Analysis, InvalidChannelRoles, JobSpec, analyse
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,7 @@ def start_job(ctx: WorkerContext, delivery: Delivery) -> JobSpec | None:
             job.lost_deliveries += 1
         job.attempts += 1
         if job.lost_deliveries >= ctx.settings.max_deliveries:
-            _mark_failed(
-                job, "worker_lost", f"the worker was lost {job.lost_deliveries} times while analysing this recording"
-            )
+            job.fail("worker_lost", f"the worker was lost {job.lost_deliveries} times while analysing this recording")
             return None
         job.status = JobStatus.running.value
         job.started_at = _now()
@@ -77,18 +75,11 @@ def start_job(ctx: WorkerContext, delivery: Delivery) -> JobSpec | None:
         )
 
 
-def _mark_failed(job: Job, code: str, message: str) -> None:
-    job.status = JobStatus.failed.value
-    job.error_code = code
-    job.error_message = message[:2000]
-    job.finished_at = _now()
-
-
 def fail_job(ctx: WorkerContext, job_id: uuid.UUID, code: str, message: str) -> None:
     with transaction(ctx.sessions) as session:
         job = session.get(Job, job_id, with_for_update=True)
         if job is not None and job.status != JobStatus.succeeded.value:
-            _mark_failed(job, code, message)
+            job.fail(code, message)
     log.warning("job %s failed: %s: %s", job_id, code, message)
 
 
@@ -105,10 +96,8 @@ def fetch_recording(ctx: WorkerContext, key: str, directory: Path) -> Path:
     path = directory / "recording"
     try:
         ctx.store.download(key, path)
-    except S3Error as exc:
-        if exc.code in ("NoSuchKey", "NoSuchObject"):
-            raise JobFailed("object_missing", f"the uploaded recording {key} is no longer in storage") from exc
-        raise
+    except ObjectMissing as exc:
+        raise JobFailed("object_missing", f"the uploaded recording {key} is no longer in storage") from exc
     return path
 
 
@@ -231,8 +220,8 @@ def run_job(ctx: WorkerContext, delivery: Delivery) -> None:
                 analysis = analyse(path, spec, ctx.engine, centroids, ctx.settings, ctx.domain_profile(spec.domain))
             except AudioError as exc:
                 raise JobFailed(exc.code, str(exc)) from exc
-            except ValueError as exc:
-                raise JobFailed("invalid_request", str(exc)) from exc
+            except InvalidChannelRoles as exc:
+                raise JobFailed("invalid_channels", str(exc)) from exc
         frame_keys = store_artifacts(ctx, spec, analysis)
         persist(ctx, spec, analysis, frame_keys)
     except JobFailed as exc:

@@ -12,7 +12,7 @@ from config import Settings
 from models import EMOTION_LABELS
 from worker.audio import DecodedAudio, decode
 from worker.engine import SAMPLE_RATE, EmotionEngine, ModelInfo
-from worker.enhance import Centroids, Decision, EnhancementPolicy, enhance, needs_focus
+from worker.enhance import Centroids, Decision, EnhancementPolicy, enhance, close_fear_disgust_call
 from worker.focus import focus_evidence
 from worker.profiles import Profile
 from worker.quality import AudioQuality, measure
@@ -100,10 +100,14 @@ def _quality_dict(q: AudioQuality) -> dict:
     }
 
 
+class InvalidChannelRoles(Exception):
+    """The job named a role per channel, but the recording has another number of channels."""
+
+
 def roles_for(channels: int, requested: tuple[str, ...] | None) -> list[str]:
     if requested:
         if len(requested) != channels:
-            raise ValueError(f"{len(requested)} channel roles given for {channels} channel(s)")
+            raise InvalidChannelRoles(f"{len(requested)} channel roles given for {channels} channel(s)")
         return list(requested)
     return ["speaker"] if channels == 1 else [f"channel_{i}" for i in range(channels)]
 
@@ -176,7 +180,7 @@ def analyse(
     for index, (segment, clip_scores) in enumerate(zip(segments, scored)):
         quality = _segment_quality(audio, segment, masks[segment.channel], settings)
         prior_adjusted = profile.apply(clip_scores.scores)
-        focus = focus_evidence(engine, clips[index]) if needs_focus(prior_adjusted, policy) else None
+        focus = focus_evidence(engine, clips[index]) if close_fear_disgust_call(prior_adjusted, policy) else None
         decision = enhance(prior_adjusted, clip_scores.embedding, centroids, policy, focus)
         decision.details["domain_profile"] = profile.describe()
         for flag in quality.flags:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import or_, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
@@ -35,10 +36,15 @@ def publish_job(sessions: sessionmaker[Session], job_id: uuid.UUID, task_id: uui
     except Exception as exc:  # any broker error: the sweep will publish it later
         log.warning("could not enqueue job %s: %s", job_id, exc)
         return False
-    with transaction(sessions) as session:
-        job = session.get(Job, job_id)
-        if job is not None and job.task_id == task_id:
-            job.enqueued_at = datetime.now(timezone.utc)
+    try:
+        with transaction(sessions) as session:
+            job = session.get(Job, job_id)
+            if job is not None and job.task_id == task_id:
+                job.enqueued_at = datetime.now(timezone.utc)
+    except SQLAlchemyError as exc:
+        # Published all the same; at worst the sweep publishes it once more
+        # and the worker skips the stale copy.
+        log.warning("job %s published, but enqueued_at not recorded: %s", job_id, exc)
     return True
 
 
@@ -74,10 +80,7 @@ def sweep_stale_jobs(
             if job.status == JobStatus.running.value:
                 job.lost_deliveries += 1
                 if job.lost_deliveries >= settings.max_deliveries:
-                    job.status = JobStatus.failed.value
-                    job.error_code = "worker_lost"
-                    job.error_message = f"no worker finished this job in {job.lost_deliveries} deliveries"
-                    job.finished_at = now
+                    job.fail("worker_lost", f"no worker finished this job in {job.lost_deliveries} deliveries")
                     failed.append(job.id)
                     continue
                 job.status = JobStatus.queued.value

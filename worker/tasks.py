@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from functools import partial
 
 from billiard.exceptions import SoftTimeLimitExceeded
 from celery import Task, shared_task
@@ -14,11 +15,11 @@ from sqlalchemy.exc import OperationalError
 from urllib3.exceptions import HTTPError
 
 from config import load_settings
-from worker.celery_app import ANALYSE_TASK, NOTIFY_TASK, SWEEP_TASK
+from worker.celery_app import ANALYSE_TASK, NOTIFY_TASK, SWEEP_TASK, publish_analysis
 from worker.context import get_context
 from worker.jobs import Delivery, fail_job, release_for_retry, run_job
 from worker.sweep import sweep_stale_jobs
-from worker.webhooks import WebhookFailed, deliver, pending_callback
+from worker.webhooks import WebhookFailed, WebhookRefused, deliver, pending_callback
 
 log = logging.getLogger(__name__)
 
@@ -31,21 +32,17 @@ def _load_model_at_start(**_kwargs) -> None:
     get_context(load_settings())
 
 
-def publisher(app):
-    def publish(job_id: uuid.UUID, task_id: uuid.UUID) -> None:
-        app.send_task(ANALYSE_TASK, args=[str(job_id)], task_id=str(task_id))
-
-    return publish
-
-
-@shared_task(bind=True, name=ANALYSE_TASK, acks_late=True, reject_on_worker_lost=True)
+@shared_task(bind=True, name=ANALYSE_TASK)
 def analyse_recording(self: Task, job_id: str) -> None:
     settings = load_settings()
     ctx = get_context(settings)
     delivery = Delivery(uuid.UUID(job_id), uuid.UUID(self.request.id))
     _analyse(self, ctx, delivery)  # raises Retry on transient failures: not finished, nothing to announce
-    if pending_callback(ctx.sessions, delivery.job_id):
-        self.app.send_task(NOTIFY_TASK, args=[job_id])
+    try:
+        if pending_callback(ctx.sessions, delivery.job_id):
+            self.app.send_task(NOTIFY_TASK, args=[job_id])
+    except TRANSIENT as exc:  # the result is saved; only the announcement is lost
+        log.warning("job %s: could not queue its webhook: %s", job_id, exc)
 
 
 def _backoff(settings, retries: int) -> int:
@@ -82,17 +79,19 @@ def sweep(self: Task) -> dict[str, int]:
     settings = load_settings()
     ctx = get_context(settings)
     return sweep_stale_jobs(
-        ctx.sessions, settings, publisher(self.app), notify=lambda job_id: self.app.send_task(NOTIFY_TASK, args=[str(job_id)])
+        ctx.sessions, settings, partial(publish_analysis, self.app), notify=lambda job_id: self.app.send_task(NOTIFY_TASK, args=[str(job_id)])
     )
 
 
-@shared_task(bind=True, name=NOTIFY_TASK, acks_late=True)
+@shared_task(bind=True, name=NOTIFY_TASK)
 def notify(self: Task, job_id: str) -> None:
     settings = load_settings()
     ctx = get_context(settings)
     try:
         deliver(ctx.sessions, settings, uuid.UUID(job_id))
-    except WebhookFailed as exc:
+    except WebhookRefused as exc:
+        log.warning("job %s: webhook refused: %s", job_id, exc)
+    except (WebhookFailed, *TRANSIENT) as exc:
         if self.request.retries >= settings.webhook_max_retries:
             log.warning("job %s: webhook given up after %d retries: %s", job_id, self.request.retries, exc)
             return

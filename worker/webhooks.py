@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
+import socket
 import uuid
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
 import urllib3
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,7 +28,24 @@ _FINISHED = (JobStatus.succeeded.value, JobStatus.failed.value)
 
 
 class WebhookFailed(Exception):
-    pass
+    """Worth retrying: the endpoint was down or answered non-2xx."""
+
+
+class WebhookRefused(Exception):
+    """Never sent: the URL points into a private network."""
+
+
+def _private_address(url: str) -> str | None:
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except socket.gaierror:
+        return None  # unresolvable: the POST fails and is retried
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        if address.is_private or address.is_loopback or address.is_link_local or address.is_reserved or address.is_multicast:
+            return str(address)
+    return None
 
 
 def signature(body: bytes, secret: str) -> str:
@@ -57,6 +77,9 @@ def deliver(sessions: sessionmaker[Session], settings: Settings, job_id: uuid.UU
         if not job or not job.callback_url or job.status not in _FINISHED or job.callback_delivered_at:
             return False
         url, body = job.callback_url, json.dumps(event_body(job)).encode()
+    if not settings.webhook_allow_private and (address := _private_address(url)):
+        _record(sessions, job_id, error=f"refused: {address} is a private address")
+        raise WebhookRefused(address)
     headers = {"Content-Type": "application/json", "User-Agent": "emoq-webhook/1", "X-Emoq-Event": EVENT}
     if settings.webhook_secret:
         headers["X-Emoq-Signature"] = signature(body, settings.webhook_secret)
@@ -68,11 +91,15 @@ def deliver(sessions: sessionmaker[Session], settings: Settings, job_id: uuid.UU
         error = None if 200 <= response.status < 300 else f"HTTP {response.status}"
     except urllib3.exceptions.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"
+    _record(sessions, job_id, error=error)
+    if error:
+        raise WebhookFailed(error)
+    return True
+
+
+def _record(sessions: sessionmaker[Session], job_id: uuid.UUID, *, error: str | None) -> None:
     with transaction(sessions) as session:
         job = session.get(Job, job_id)
         if error is None:
             job.callback_delivered_at = datetime.now(timezone.utc)
         job.callback_error = error and error[:500]
-    if error:
-        raise WebhookFailed(error)
-    return True
