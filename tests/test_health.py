@@ -27,3 +27,13 @@ def test_readyz_is_503_when_a_dependency_is_down(settings, database, redis_clien
     assert response.status_code == 503
     body = response.get_json()
     assert body["checks"]["redis"]["ok"] is False and body["checks"]["database"]["ok"] is True
+
+
+def test_the_api_does_not_load_the_model_stack():
+    """The API only stores and publishes: torch and FunASR stay in the workers."""
+    import subprocess
+    import sys
+
+    probe = "import sys; from api import create_app; print('torch' in sys.modules or 'funasr' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
