@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from api import health, jobs, keys, review, ui
+from api import exports, health, jobs, keys, review, ui
 from api.auth import ensure_bootstrap_key
 from api.errors import register_error_handlers
 from api.services import Services
@@ -33,6 +33,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         with transaction(svc.sessions) as session:
             ensure_bootstrap_key(session, settings.bootstrap_api_key)
     register_error_handlers(app)
-    for blueprint in (health.bp, jobs.bp, review.bp, keys.bp, ui.bp):
+    for blueprint in (health.bp, jobs.bp, exports.bp, review.bp, keys.bp, ui.bp):
         app.register_blueprint(blueprint)
     return app

@@ -1,0 +1,103 @@
+"""Bulk export of finished results for analytics teams: CSV (one row per
+recording) or JSON Lines (the full result per line), streamed."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from datetime import datetime
+
+from flask import Blueprint, Response, request, stream_with_context
+from sqlalchemy import select
+
+from api.auth import current_key, requires
+from api.errors import Problem
+from api.jobs import job_body
+from api.services import services
+from models import EMOTION_LABELS, Job, Result, Role
+
+bp = Blueprint("exports", __name__, url_prefix="/v1/exports")
+
+CSV_COLUMNS = (
+    ["job_id", "external_id", "status", "error_code", "created_at", "finished_at", "duration_seconds", "channels"]
+    + ["model_id", "model_revision", "random_weights", "calibration_version", "primary_label", "primary_confidence"]
+    + [f"score_{label}" for label in EMOTION_LABELS]
+    + ["flags"]
+)
+
+
+def _when(name: str) -> datetime | None:
+    value = request.args.get(name)
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise Problem(400, f"invalid_{name}", f"{name} must be an ISO 8601 date or time") from None
+
+
+def _rows() -> Iterator[tuple[Job, Result | None]]:
+    query = select(Job, Result).outerjoin(Result, Result.job_id == Job.id).where(
+        Job.status.in_(("succeeded", "failed"))
+    )
+    if (since := _when("since")) is not None:
+        query = query.where(Job.finished_at >= since)
+    if (until := _when("until")) is not None:
+        query = query.where(Job.finished_at < until)
+    if current_key().role == Role.submitter.value:
+        query = query.where(Job.submitter_id == current_key().id)
+    query = query.order_by(Job.finished_at, Job.id).execution_options(yield_per=500)
+    sessions = services().sessions
+
+    def generate() -> Iterator[tuple[Job, Result | None]]:
+        with sessions() as session:
+            yield from session.execute(query).tuples()
+
+    return generate()
+
+
+def _csv_line(values: list) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(values)
+    return buffer.getvalue()
+
+
+def _csv(rows: Iterator[tuple[Job, Result | None]]) -> Iterator[str]:
+    yield _csv_line(CSV_COLUMNS)
+    for job, result in rows:
+        values = [
+            job.id, job.external_id, job.status, job.error_code, job.created_at.isoformat(),
+            job.finished_at and job.finished_at.isoformat(), job.duration_seconds, job.channels,
+        ]
+        if result is None:
+            values += [""] * (len(CSV_COLUMNS) - len(values))
+        else:
+            values += [
+                result.model_id, result.model_revision, result.model_random_weights, result.calibration_version,
+                result.primary_label, result.primary_confidence,
+                *(result.scores[label] for label in EMOTION_LABELS), ";".join(result.flags),
+            ]
+        yield _csv_line(values)
+
+
+def _jsonl(rows: Iterator[tuple[Job, Result | None]]) -> Iterator[str]:
+    for job, result in rows:
+        yield json.dumps(job_body(job, result, full=True)) + "\n"
+
+
+@bp.get("/results")
+@requires(Role.submitter, Role.reviewer)
+def export_results() -> Response:
+    fmt = request.args.get("format", "csv")
+    if fmt not in ("csv", "jsonl"):
+        raise Problem(400, "invalid_format", "format must be csv or jsonl")
+    rows = _rows()  # validates the arguments before the response starts
+    body = _csv(rows) if fmt == "csv" else _jsonl(rows)
+    mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
+    return Response(
+        stream_with_context(body),
+        mimetype=mimetype,
+        headers={"Content-Disposition": f'attachment; filename="emoq-results.{fmt}"'},
+    )
