@@ -53,7 +53,7 @@ def _rows() -> Iterator[tuple[Job, Result | None]]:
 
     def generate() -> Iterator[tuple[Job, Result | None]]:
         with sessions() as session:
-            yield from session.execute(query).tuples()
+            yield from session.execute(query)  # rows unpack as (job, result)
 
     return generate()
 
