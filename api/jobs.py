@@ -20,6 +20,7 @@ from api.uploads import object_key_for, receive
 from models import EMOTION_LABELS, Job, JobStatus, Result, Role
 from models.db import transaction
 from storage import ObjectMissing
+from worker.audio import MAX_CHANNELS
 from worker.sweep import publish_job
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
@@ -42,7 +43,7 @@ def _channel_roles() -> list[str] | None:
     if not raw:
         return None
     roles = [r.strip().lower() for r in raw.split(",")]
-    if len(roles) > 8 or not all(_TOKEN.match(r) for r in roles) or len(set(roles)) != len(roles):
+    if len(roles) > MAX_CHANNELS or not all(_TOKEN.match(r) for r in roles) or len(set(roles)) != len(roles):
         raise Problem(400, "invalid_channels", "channels must be distinct role names, e.g. 'agent,customer'")
     return roles
 

@@ -15,7 +15,7 @@ import soundfile
 
 from api.errors import Problem
 from config import Settings
-from worker.audio import probe_duration, sniff_audio_format, wav_is_truncated
+from worker.audio import MAX_CHANNELS, probe_duration, sniff_audio_format, wav_is_truncated
 
 _CHUNK = 1 << 20
 _CONTENT_TYPES = {
@@ -97,8 +97,8 @@ def receive(stream: BinaryIO, settings: Settings) -> Upload:
                 "recording_too_long",
                 f"the recording lasts {duration:.0f} s; the limit is {settings.max_duration_seconds:.0f} s",
             )
-        if channels is not None and channels > 8:
-            raise Problem(400, "too_many_channels", f"{channels} channels; at most 8 are supported")
+        if channels is not None and channels > MAX_CHANNELS:
+            raise Problem(400, "too_many_channels", f"{channels} channels; at most {MAX_CHANNELS} are supported")
         return Upload(path, sha256, size, audio_format, duration, rate, channels)
     except BaseException:
         path.unlink(missing_ok=True)

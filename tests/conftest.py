@@ -135,7 +135,10 @@ def store(settings):
 @pytest.fixture
 def clean_db(sessions) -> None:
     with transaction(sessions) as session:
-        session.execute(text("TRUNCATE review_items, results, jobs, calibrations CASCADE"))
+        # Tables in the order the worker locks them (jobs, then results, then
+        # review items): a job still finishing from an earlier test then makes
+        # this wait instead of deadlocking with it.
+        session.execute(text("TRUNCATE jobs, results, review_items, calibrations CASCADE"))
 
 
 @pytest.fixture
@@ -157,7 +160,7 @@ def _key_values(sessions) -> dict[str, str]:
 
     values = {}
     with transaction(sessions) as session:
-        session.execute(text("TRUNCATE review_items, results, jobs, calibrations, api_keys CASCADE"))
+        session.execute(text("TRUNCATE jobs, results, review_items, calibrations, api_keys CASCADE"))
         for name, role in [
             ("admin", Role.admin),
             ("submitter", Role.submitter),

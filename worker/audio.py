@@ -21,6 +21,8 @@ import soundfile as sf
 import soxr
 
 SAMPLE_RATE = 16_000
+# Call recorders rarely exceed stereo; more channels than this is not a call.
+MAX_CHANNELS = 8
 
 # libsndfile reads these natively; everything else goes through ffmpeg.
 _SOUNDFILE_FORMATS = frozenset({"wav", "rf64", "flac", "ogg", "aiff", "caf"})
@@ -161,7 +163,7 @@ def probe_duration(path: Path, ffmpeg: str) -> float | None:
 
 
 def decode(
-    path: Path, *, ffmpeg: str, max_duration_seconds: float, max_channels: int = 8
+    path: Path, *, ffmpeg: str, max_duration_seconds: float, max_channels: int = MAX_CHANNELS
 ) -> DecodedAudio:
     """Decode to float32 channels at 16 kHz, or raise AudioError with code
     undecodable_audio, empty_audio or recording_too_long."""
