@@ -5,8 +5,10 @@
 #   make services      PostgreSQL, Redis and S3 (SeaweedFS) via scripts/stack.sh up
 #   make migrate       alembic upgrade head
 #   make run           all of the above, then API (gunicorn) + Celery worker in the foreground
-#   make test          venv, system-deps, services, then pytest on the emoq_test database
+#   make test          venv, system-deps, services, lint, then pytest on the emoq_test database
 #                      (extra pytest arguments: make test PYTEST_ARGS="-k auth -x")
+#   make test-unit     the pure tests only (pytest -m unit): no service is started or needed
+#   make lint          ruff check, ruff format --check, lint-imports (layer contracts), mypy
 #   make bench         python -m bench.inference $(BENCH_ARGS)
 #   make status / services-down / constraints / clean / distclean
 
@@ -42,7 +44,7 @@ ifeq ($(shell command -v redis-server >/dev/null 2>&1 || echo missing),missing)
 SYSTEM_PACKAGES += redis-server
 endif
 
-.PHONY: help venv system-deps services services-down status migrate run test bench constraints clean distclean
+.PHONY: help venv system-deps services services-down status migrate run test test-unit lint bench constraints clean distclean
 
 help:
 	@sed -n 's/^#   make /  make /p' $(THIS_MAKEFILE)
@@ -74,9 +76,18 @@ migrate: venv services
 run: venv system-deps services migrate
 	@exec bash scripts/run.sh
 
-test: venv system-deps services
+test: venv system-deps lint services
 	@EMOQ_DATABASE_URL='$(EMOQ_TEST_DATABASE_URL)' EMOQ_TEST_DATABASE_URL='$(EMOQ_TEST_DATABASE_URL)' \
 	  $(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: venv
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 bench: venv services
 	$(PY) -m bench.inference $(BENCH_ARGS)

@@ -4,34 +4,40 @@ PostgreSQL and publishes them to Celery."""
 from __future__ import annotations
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
 from api import exports, health, jobs, keys, review, ui
-from api.auth import ensure_bootstrap_key
 from api.errors import register_error_handlers
 from api.services import Services
+from broker import Publisher, create_celery
 from config import Settings, load_settings
+from domain.api_keys import ensure_bootstrap_key
 from models.db import make_engine, make_session_factory, transaction
 from storage import ObjectStore
-from worker.celery_app import create_celery
+
+
+class _OrderedJSON(DefaultJSONProvider):
+    sort_keys = False  # bodies keep the order the code writes them in
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings()
     app = Flask(__name__, static_folder=None)  # the review page serves its own files
     # Multipart overhead on top of the file itself; the file's own size is checked while spooling.
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + 1024 * 1024
-    app.json.sort_keys = False
+    app.config["MAX_CONTENT_LENGTH"] = settings.server.max_upload_bytes + 1024 * 1024
+    app.json = _OrderedJSON(app)
+    sessions = make_session_factory(make_engine(settings.storage.database_url))
     svc = Services(
         settings=settings,
-        sessions=make_session_factory(make_engine(settings.database_url)),
-        store=ObjectStore(settings),
-        celery=create_celery(settings),
+        sessions=sessions,
+        store=ObjectStore(settings.storage),
+        publisher=Publisher(create_celery(settings.queue), sessions),
     )
     app.extensions["emoq"] = svc
     svc.store.ensure_bucket()
-    if settings.bootstrap_api_key:
+    if settings.server.bootstrap_api_key:
         with transaction(svc.sessions) as session:
-            ensure_bootstrap_key(session, settings.bootstrap_api_key)
+            ensure_bootstrap_key(session, settings.server.bootstrap_api_key)
     register_error_handlers(app)
     for blueprint in (health.bp, jobs.bp, exports.bp, review.bp, keys.bp, ui.bp):
         app.register_blueprint(blueprint)

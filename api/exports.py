@@ -39,8 +39,8 @@ def _when(name: str) -> datetime | None:
 
 
 def _rows() -> Iterator[tuple[Job, Result | None]]:
-    query = select(Job, Result).outerjoin(Result, Result.job_id == Job.id).where(
-        Job.status.in_(("succeeded", "failed"))
+    query = (
+        select(Job, Result).outerjoin(Result, Result.job_id == Job.id).where(Job.status.in_(("succeeded", "failed")))
     )
     if (since := _when("since")) is not None:
         query = query.where(Job.finished_at >= since)
@@ -68,16 +68,27 @@ def _csv(rows: Iterator[tuple[Job, Result | None]]) -> Iterator[str]:
     yield _csv_line(CSV_COLUMNS)
     for job, result in rows:
         values = [
-            job.id, job.external_id, job.status, job.error_code, job.created_at.isoformat(),
-            job.finished_at and job.finished_at.isoformat(), job.duration_seconds, job.channels,
+            job.id,
+            job.external_id,
+            job.status,
+            job.error_code,
+            job.created_at.isoformat(),
+            job.finished_at and job.finished_at.isoformat(),
+            job.duration_seconds,
+            job.channels,
         ]
         if result is None:
             values += [""] * (len(CSV_COLUMNS) - len(values))
         else:
             values += [
-                result.model_id, result.model_revision, result.model_random_weights, result.calibration_version,
-                result.primary_label, result.primary_confidence,
-                *(result.scores[label] for label in EMOTION_LABELS), ";".join(result.flags),
+                result.model_id,
+                result.model_revision,
+                result.model_random_weights,
+                result.calibration_version,
+                result.primary_label,
+                result.primary_confidence,
+                *(result.scores[label] for label in EMOTION_LABELS),
+                ";".join(result.flags),
             ]
         yield _csv_line(values)
 

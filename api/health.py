@@ -9,7 +9,7 @@ from flask import Blueprint
 from sqlalchemy import text
 
 from api.services import services
-from worker.celery_app import HEARTBEAT_PREFIX
+from broker import HEARTBEAT_PREFIX
 
 bp = Blueprint("health", __name__)
 
@@ -35,7 +35,7 @@ def _workers(client: redis.Redis) -> list[dict]:
 @bp.get("/readyz")
 def readyz() -> tuple[dict, int]:
     svc = services()
-    client = redis.Redis.from_url(svc.settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    client = redis.Redis.from_url(svc.settings.queue.redis_url, socket_timeout=2, socket_connect_timeout=2)
 
     def database() -> None:
         with svc.sessions() as session:

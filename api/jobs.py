@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import uuid
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -12,6 +13,7 @@ from flask import Blueprint, Response, current_app, request, url_for
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from analysis.probe import MAX_CHANNELS
 from api.auth import current_key, requires
 from api.errors import Problem
 from api.pagination import next_cursor, page
@@ -20,8 +22,6 @@ from api.uploads import object_key_for, receive
 from models import EMOTION_LABELS, Job, JobStatus, Result, Role
 from models.db import transaction
 from storage import ObjectMissing
-from worker.audio import MAX_CHANNELS
-from worker.sweep import publish_job
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
@@ -120,7 +120,7 @@ def submit() -> tuple[dict, int, dict]:
     finally:
         upload.path.unlink(missing_ok=True)
     # Only now, with the row committed, may a worker see the job.
-    publish_job(svc.sessions, job_id, task_id, svc.publish)
+    svc.publisher.analysis(job_id, task_id)
     location = url_for("jobs.get_job", job_id=job_id)
     return {"id": str(job_id), "status": JobStatus.queued.value}, 202, {"Location": location}
 
@@ -154,7 +154,7 @@ def result_body(result: Result) -> dict:
 
 
 def job_body(job: Job, result: Result | None, *, full: bool) -> dict:
-    body = {
+    body: dict[str, Any] = {
         "id": str(job.id),
         "status": job.status,
         "error": {"code": job.error_code, "message": job.error_message} if job.status == "failed" else None,
@@ -246,12 +246,11 @@ def list_jobs() -> dict:
         query = query.where(Job.external_id == request.args["external_id"])
     if current_key().role == Role.submitter.value:
         query = query.where(Job.submitter_id == current_key().id)
-    query, limit = page(query, Job.created_at, Job.id, svc.settings.page_size_max)
+    query, limit = page(query, Job.created_at, Job.id, svc.settings.server.page_size_max)
     with svc.sessions() as session:
         jobs = session.scalars(query).all()
         results = {
-            r.job_id: r
-            for r in session.scalars(select(Result).where(Result.job_id.in_([j.id for j in jobs[:limit]])))
+            r.job_id: r for r in session.scalars(select(Result).where(Result.job_id.in_([j.id for j in jobs[:limit]])))
         }
         items = [job_body(j, results.get(j.id), full=False) for j in jobs[:limit]]
     return {"items": items, "next_cursor": next_cursor(jobs, limit)}

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Blueprint, request
 from sqlalchemy import select
 
-from api.auth import create_key, requires
+from api.auth import requires
 from api.errors import Problem
 from api.services import services
+from domain.api_keys import create_key
 from models import ApiKey, Role
 from models.db import transaction
 
@@ -56,5 +57,5 @@ def revoke(key_id: uuid.UUID) -> dict:
         key = session.get(ApiKey, key_id, with_for_update=True)
         if key is None:
             raise Problem(404, "api_key_not_found", f"no API key {key_id}")
-        key.revoked_at = key.revoked_at or datetime.now(timezone.utc)
+        key.revoked_at = key.revoked_at or datetime.now(UTC)
         return key_body(key)

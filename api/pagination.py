@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from flask import request
 from sqlalchemy import Select, and_, or_
@@ -34,7 +36,7 @@ def page(query: Select, created_col, id_col, max_size: int) -> tuple[Select, int
     return query.order_by(created_col.desc(), id_col.desc()).limit(limit + 1), limit
 
 
-def next_cursor(rows: list, limit: int) -> str | None:
+def next_cursor(rows: Sequence[Any], limit: int) -> str | None:
     if len(rows) <= limit:
         return None
     last = rows[limit - 1]

@@ -1,48 +1,44 @@
-"""The review queue. A claim is a lease taken in one short transaction with
-``FOR UPDATE SKIP LOCKED``: nothing stays open while a person listens, two
-reviewers never hold one item, and an expired lease puts the item back."""
+"""The review queue over HTTP; its rules (leases, claims, resolution) are ``domain.review_queue``."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 from flask import Blueprint, Response, request
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 
 from api import segment_audio
 from api.auth import current_key, requires
-from api.errors import Problem
+from api.errors import Problem, problem_response
 from api.pagination import next_cursor, page
 from api.services import services
-from models import EMOTION_LABELS, Job, Result, ReviewItem, ReviewStatus, Role
+from domain import review_queue
+from models import Job, Result, ReviewItem, Role
 from models.db import transaction
 
 bp = Blueprint("review", __name__, url_prefix="/v1/review-items")
 
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _claimable(now: datetime):
-    return or_(
-        ReviewItem.status == ReviewStatus.pending.value,
-        and_(ReviewItem.status == ReviewStatus.claimed.value, ReviewItem.lease_expires_at < now),
-    )
+_STATUS = {
+    review_queue.ItemNotFound: 404,
+    review_queue.QueueEmpty: 404,
+    review_queue.AlreadyClaimed: 409,
+    review_queue.AlreadyResolved: 409,
+    review_queue.NotClaimed: 409,
+    review_queue.InvalidLabel: 400,
+}
 
 
-def effective_status(item: ReviewItem, now: datetime) -> str:
-    if item.status == ReviewStatus.claimed.value and item.lease_expires_at and item.lease_expires_at < now:
-        return ReviewStatus.pending.value
-    return item.status
+@bp.errorhandler(review_queue.ReviewRefused)
+def _refused(exc: review_queue.ReviewRefused) -> Response:
+    return problem_response(_STATUS.get(type(exc), 409), exc.code, exc.message)
 
 
 def item_body(item: ReviewItem, now: datetime) -> dict:
     return {
         "id": str(item.id),
         "job_id": str(item.job_id),
-        "status": effective_status(item, now),
+        "status": review_queue.effective_status(item, now),
         "reasons": item.reasons,
         "reason_details": item.reason_details,
         "segment": {
@@ -67,65 +63,35 @@ def item_body(item: ReviewItem, now: datetime) -> dict:
 @requires(Role.reviewer)
 def list_items() -> dict:
     svc = services()
-    now = _now()
-    query = select(ReviewItem)
-    status = request.args.get("status")
-    if status == ReviewStatus.pending.value:
-        query = query.where(_claimable(now))
-    elif status == ReviewStatus.claimed.value:
-        query = query.where(ReviewItem.status == status, ReviewItem.lease_expires_at >= now)
-    elif status == ReviewStatus.resolved.value:
-        query = query.where(ReviewItem.status == status)
-    elif status:
-        raise Problem(400, "invalid_status", "status must be pending, claimed or resolved")
-    query, limit = page(query, ReviewItem.created_at, ReviewItem.id, svc.settings.page_size_max)
+    now = review_queue.now()
+    try:
+        query = review_queue.listing(request.args.get("status"), now)
+    except ValueError as exc:
+        raise Problem(400, "invalid_status", str(exc)) from None
+    query, limit = page(query, ReviewItem.created_at, ReviewItem.id, svc.settings.server.page_size_max)
     with svc.sessions() as session:
         items = session.scalars(query).all()
         return {"items": [item_body(i, now) for i in items[:limit]], "next_cursor": next_cursor(items, limit)}
 
 
-def _lease(item: ReviewItem, now: datetime) -> None:
-    item.status = ReviewStatus.claimed.value
-    item.claimed_by = current_key().id
-    item.claimed_at = now
-    item.lease_expires_at = now + timedelta(seconds=services().settings.review_lease_seconds)
+def _lease_seconds() -> int:
+    return services().settings.review.lease_seconds
 
 
 @bp.post("/<uuid:item_id>/claim")
 @requires(Role.reviewer)
 def claim(item_id: uuid.UUID) -> dict:
-    now = _now()
+    now = review_queue.now()
     with transaction(services().sessions) as session:
-        item = session.scalar(
-            select(ReviewItem)
-            .where(ReviewItem.id == item_id, _claimable(now))
-            .with_for_update(skip_locked=True)
-        )
-        if item is None:
-            if session.get(ReviewItem, item_id) is None:
-                raise Problem(404, "review_item_not_found", f"no review item {item_id}")
-            raise Problem(409, "already_claimed", "another reviewer holds this item, or it is resolved")
-        _lease(item, now)
-        return item_body(item, now)
+        return item_body(review_queue.claim(session, item_id, current_key().id, _lease_seconds(), now), now)
 
 
 @bp.post("/claim-next")
 @requires(Role.reviewer)
 def claim_next() -> dict:
-    """Take the oldest claimable item: what a reviewer's 'next' button does."""
-    now = _now()
+    now = review_queue.now()
     with transaction(services().sessions) as session:
-        item = session.scalar(
-            select(ReviewItem)
-            .where(_claimable(now))
-            .order_by(ReviewItem.created_at, ReviewItem.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        )
-        if item is None:
-            raise Problem(404, "queue_empty", "no review item is waiting")
-        _lease(item, now)
-        return item_body(item, now)
+        return item_body(review_queue.claim_next(session, current_key().id, _lease_seconds(), now), now)
 
 
 @bp.post("/<uuid:item_id>/resolve")
@@ -133,47 +99,22 @@ def claim_next() -> dict:
 def resolve(item_id: uuid.UUID) -> dict:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        raise Problem(400, "invalid_json", "send a JSON object {\"label\": ..., \"note\": ...}")
-    label = body.get("label")
+        raise Problem(400, "invalid_json", 'send a JSON object {"label": ..., "note": ...}')
     note = body.get("note")
-    if label not in EMOTION_LABELS:
-        raise Problem(400, "invalid_label", f"label must be one of {list(EMOTION_LABELS)}")
     if note is not None and (not isinstance(note, str) or len(note) > 4000):
         raise Problem(400, "invalid_note", "note must be a string of at most 4000 characters")
-    now = _now()
-    me = current_key()
+    now = review_queue.now()
     with transaction(services().sessions) as session:
-        item = session.get(ReviewItem, item_id, with_for_update=True)
-        if item is None:
-            raise Problem(404, "review_item_not_found", f"no review item {item_id}")
-        if item.status == ReviewStatus.resolved.value:
-            raise Problem(409, "already_resolved", "this item was resolved already")
-        holds_lease = (
-            item.status == ReviewStatus.claimed.value and item.claimed_by == me.id and item.lease_expires_at >= now
-        )
-        if not holds_lease:
-            raise Problem(409, "not_claimed", "claim the item first (or your lease expired)")
-        item.status = ReviewStatus.resolved.value
-        item.resolved_by = me.id
-        item.resolved_label = label
-        item.note = note
-        item.resolved_at = now
+        item = review_queue.resolve(session, item_id, current_key().id, str(body.get("label")), note, now)
         return item_body(item, now)
 
 
 @bp.post("/<uuid:item_id>/release")
 @requires(Role.reviewer)
 def release(item_id: uuid.UUID) -> dict:
-    now = _now()
+    now = review_queue.now()
     with transaction(services().sessions) as session:
-        item = session.get(ReviewItem, item_id, with_for_update=True)
-        if item is None:
-            raise Problem(404, "review_item_not_found", f"no review item {item_id}")
-        if item.status != ReviewStatus.claimed.value or item.claimed_by != current_key().id:
-            raise Problem(409, "not_claimed", "you do not hold this item")
-        item.status = ReviewStatus.pending.value
-        item.claimed_by = item.claimed_at = item.lease_expires_at = None
-        return item_body(item, now)
+        return item_body(review_queue.release(session, item_id, current_key().id), now)
 
 
 def _channel(value: object) -> int:
@@ -181,7 +122,7 @@ def _channel(value: object) -> int:
     if value is None:
         return 0
     try:
-        return int(value)
+        return int(str(value))
     except (TypeError, ValueError):
         raise Problem(422, "audio_unavailable", f"the segment's channel {value!r} is not a channel number") from None
 
@@ -221,8 +162,8 @@ def audio(item_id: uuid.UUID) -> Response:
             end=end,
             channel=channel,
             recording_seconds=recording_seconds,
-            work_dir=svc.settings.work_dir,
-            ffmpeg=svc.settings.ffmpeg_exe(),
+            work_dir=svc.settings.storage.work_dir,
+            ffmpeg=svc.settings.storage.ffmpeg_exe(),
         )
     except segment_audio.RecordingMissing as exc:
         raise Problem(404, "recording_missing", str(exc)) from exc

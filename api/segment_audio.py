@@ -17,7 +17,6 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from storage import ObjectMissing, ObjectStore
 
 CONTEXT_SECONDS = 1.0

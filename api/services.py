@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
-from celery import Celery
 from flask import current_app
 from sqlalchemy.orm import Session, sessionmaker
 
+from broker import Publisher
 from config import Settings
 from storage import ObjectStore
-from worker.celery_app import publish_analysis
 
 
 @dataclass
@@ -19,10 +17,7 @@ class Services:
     settings: Settings
     sessions: sessionmaker[Session]
     store: ObjectStore
-    celery: Celery
-
-    def publish(self, job_id: uuid.UUID, task_id: uuid.UUID) -> None:
-        publish_analysis(self.celery, job_id, task_id)
+    publisher: Publisher
 
 
 def services() -> Services:

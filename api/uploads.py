@@ -7,15 +7,15 @@ import hashlib
 import tempfile
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import soundfile
 
+from analysis.probe import MAX_CHANNELS, probe_duration, sniff_audio_format, wav_is_truncated
 from api.errors import Problem
 from config import Settings
-from worker.audio import MAX_CHANNELS, probe_duration, sniff_audio_format, wav_is_truncated
 
 _CHUNK = 1 << 20
 _CONTENT_TYPES = {
@@ -46,11 +46,11 @@ class Upload:
 
 
 def object_key_for(job_id: uuid.UUID) -> str:
-    day = datetime.now(timezone.utc).strftime("%Y/%m/%d")
+    day = datetime.now(UTC).strftime("%Y/%m/%d")
     return f"recordings/{day}/{job_id}"
 
 
-def spool(stream: BinaryIO, directory: Path, max_bytes: int) -> tuple[Path, str, int]:
+def spool(stream: IO[bytes], directory: Path, max_bytes: int) -> tuple[Path, str, int]:
     directory.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     size = 0
@@ -69,18 +69,24 @@ def spool(stream: BinaryIO, directory: Path, max_bytes: int) -> tuple[Path, str,
     return path, digest.hexdigest(), size
 
 
-def receive(stream: BinaryIO, settings: Settings) -> Upload:
+def receive(stream: IO[bytes], settings: Settings) -> Upload:
     """Validate and spool an upload; the caller deletes ``Upload.path``."""
-    path, sha256, size = spool(stream, settings.work_dir, settings.max_upload_bytes)
+    path, sha256, size = spool(stream, settings.storage.work_dir, settings.server.max_upload_bytes)
     try:
         if size == 0:
             raise Problem(400, "empty_upload", "the uploaded file is empty")
         with path.open("rb") as fh:
             audio_format = sniff_audio_format(fh.read(64))
         if audio_format is None:
-            raise Problem(415, "not_audio", "the upload is not a recognised audio format (wav, flac, ogg, mp3, m4a/aac, amr, opus, webm)")
+            raise Problem(
+                415,
+                "not_audio",
+                "the upload is not a recognised audio format (wav, flac, ogg, mp3, m4a/aac, amr, opus, webm)",
+            )
         if audio_format in ("wav", "rf64") and wav_is_truncated(path):
-            raise Problem(400, "truncated_audio", "the WAV file is shorter than its header declares (truncated upload?)")
+            raise Problem(
+                400, "truncated_audio", "the WAV file is shorter than its header declares (truncated upload?)"
+            )
         rate = channels = None
         try:
             info = soundfile.info(str(path))
@@ -90,12 +96,12 @@ def receive(stream: BinaryIO, settings: Settings) -> Upload:
         except RuntimeError:  # soundfile.LibsndfileError included
             if audio_format in ("wav", "flac"):
                 raise Problem(400, "undecodable_audio", f"the {audio_format} header could not be read") from None
-        duration = probe_duration(path, settings.ffmpeg_exe())
-        if duration is not None and duration > settings.max_duration_seconds:
+        duration = probe_duration(path, settings.storage.ffmpeg_exe())
+        if duration is not None and duration > settings.server.max_duration_seconds:
             raise Problem(
                 422,
                 "recording_too_long",
-                f"the recording lasts {duration:.0f} s; the limit is {settings.max_duration_seconds:.0f} s",
+                f"the recording lasts {duration:.0f} s; the limit is {settings.server.max_duration_seconds:.0f} s",
             )
         if channels is not None and channels > MAX_CHANNELS:
             raise Problem(400, "too_many_channels", f"{channels} channels; at most {MAX_CHANNELS} are supported")

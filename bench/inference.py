@@ -17,19 +17,22 @@ import platform
 import resource
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import soundfile as sf
 import torch
 
+from analysis.engine import ClipScores, EmotionEngine, pick_device
+from analysis.pipeline import JobSpec, analyse
+from analysis.synthetic import speech_like, stereo_call
 from config import Settings
-from tests.audio_fixtures import speech_like
-from worker.engine import EmotionEngine, pick_device
-from worker.pipeline import JobSpec, analyse
-from worker.random_model import write_random_model
+from ops.random_model import write_random_model
 
 RATE = 16000
+T = TypeVar("T")
 
 
 def mixed_clips(count: int, seed: int = 0) -> list[np.ndarray]:
@@ -37,19 +40,29 @@ def mixed_clips(count: int, seed: int = 0) -> list[np.ndarray]:
     return [speech_like(float(s), RATE, seed=i) for i, s in enumerate(rng.uniform(1.0, 30.0, count))]
 
 
-def stereo_call(seconds: float, seed: int = 0) -> np.ndarray:
-    """Agent and customer taking turns of 2-12 s, each on its own channel."""
-    rng = np.random.default_rng(seed)
-    call = np.zeros((2, int(seconds * RATE)), dtype=np.float32)
-    t, speaker = 0.0, 0
-    while t < seconds - 1:
-        turn = min(float(rng.uniform(2, 12)), seconds - t)
-        a = int(t * RATE)
-        speech = speech_like(turn, RATE, seed=int(t * 10))[: call.shape[1] - a]
-        call[speaker, a : a + len(speech)] = speech
-        t += turn + float(rng.uniform(0.2, 1.0))
-        speaker = 1 - speaker
-    return call
+def funasr_wall(model: Path, device: str, ncpu: int, clips: list[np.ndarray]) -> float:
+    """Stock FunASR ``generate``, one clip at a time; the instance is dropped on return."""
+    from funasr import AutoModel
+
+    stock = AutoModel(
+        model=str(model), device=device, ncpu=ncpu, disable_update=True, disable_pbar=True, log_level="ERROR"
+    )
+    stock.generate(clips[0][: RATE * 2], disable_pbar=True)  # warm-up
+    wall, _ = timed(
+        lambda: [
+            stock.generate(c, granularity="utterance", extract_embedding=True, disable_pbar=True)[0] for c in clips
+        ],
+        device,
+    )
+    return wall
+
+
+def low_precision_run(
+    settings: Settings, precision: str, clips: list[np.ndarray], device: str
+) -> tuple[float, list[ClipScores]]:
+    engine = EmotionEngine.load(settings.engine.model_copy(update={"precision": precision}))
+    engine.score([clips[0][: RATE * 2]])
+    return timed(lambda: engine.score(clips), device)
 
 
 def peak_memory_mb(device: str) -> float:
@@ -63,7 +76,7 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn, device: str) -> tuple[float, object]:
+def timed(fn: Callable[[], T], device: str) -> tuple[float, T]:
     sync(device)
     start = time.perf_counter()
     out = fn()
@@ -72,7 +85,11 @@ def timed(fn, device: str) -> tuple[float, object]:
 
 
 def throughput(audio_seconds: float, wall: float) -> dict:
-    return {"wall_seconds": round(wall, 2), "audio_per_wall": round(audio_seconds / wall, 2), "rtf": round(wall / audio_seconds, 4)}
+    return {
+        "wall_seconds": round(wall, 2),
+        "audio_per_wall": round(audio_seconds / wall, 2),
+        "rtf": round(wall / audio_seconds, 4),
+    }
 
 
 def agreement(reference: list, other: list) -> dict:
@@ -98,7 +115,9 @@ def main(argv: list[str] | None = None) -> dict:
     ncpu = 2 if device == "cpu" else 4
     budget = args.max_batch_seconds or (60.0 if device == "cpu" else 600.0)
     report: dict = {
-        "device": torch.cuda.get_device_name(0) if device.startswith("cuda") else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": torch.cuda.get_device_name(0)
+        if device.startswith("cuda")
+        else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "model": str(args.model),
         "torch": torch.__version__,
     }
@@ -106,19 +125,13 @@ def main(argv: list[str] | None = None) -> dict:
     clips = mixed_clips(args.clips)
     audio_seconds = sum(len(c) for c in clips) / RATE
     report["mixed_set"] = {"clips": len(clips), "audio_seconds": round(audio_seconds, 1)}
-    engine = EmotionEngine.load(str(args.model), device=device, ncpu=ncpu, max_batch_seconds=budget)
+    settings = Settings.from_env(
+        {"EMOQ_MODEL": str(args.model), "EMOQ_DEVICE": device, "EMOQ_NCPU": ncpu, "EMOQ_MAX_BATCH_SECONDS": budget}
+    )
+    engine = EmotionEngine.load(settings.engine)
     engine.score([clips[0][: RATE * 2]])  # warm-up
 
-    from funasr import AutoModel
-
-    stock = AutoModel(model=str(args.model), device=device, ncpu=ncpu, disable_update=True, disable_pbar=True, log_level="ERROR")
-
-    def funasr_one_at_a_time():
-        return [stock.generate(c, granularity="utterance", extract_embedding=True, disable_pbar=True)[0] for c in clips]
-
-    stock.generate(clips[0][: RATE * 2], disable_pbar=True)  # warm-up
-    wall_a, _ = timed(funasr_one_at_a_time, device)
-    del stock
+    wall_a = funasr_wall(args.model, device, ncpu, clips)
     report["funasr_generate"] = throughput(audio_seconds, wall_a)
     wall_b, fp32 = timed(lambda: engine.score(clips), device)
     report["engine_batched"] = throughput(audio_seconds, wall_b)
@@ -126,23 +139,21 @@ def main(argv: list[str] | None = None) -> dict:
     report["ratio_engine_over_funasr"] = round(wall_a / wall_b, 2)
 
     low = "int8" if device == "cpu" else "bf16"
-    low_engine = EmotionEngine.load(str(args.model), device=device, ncpu=ncpu, precision=low, max_batch_seconds=budget)
-    low_engine.score([clips[0][: RATE * 2]])
-    wall_c, low_scores = timed(lambda: low_engine.score(clips), device)
+    wall_c, low_scores = low_precision_run(settings, low, clips, device)
     report[f"engine_{low}"] = {
         **throughput(audio_seconds, wall_c),
         "speedup_over_fp32_engine": round(wall_b / wall_c, 2),
         "ratio_over_funasr": round(wall_a / wall_c, 2),
         **agreement(fp32, low_scores),
     }
-    del low_engine
 
-    settings = Settings(device=device, ncpu=ncpu, max_batch_seconds=budget)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "call.wav"
         sf.write(path, stereo_call(args.call_seconds).T, RATE, subtype="PCM_16")
         wall_d, analysis = timed(
-            lambda: analyse(path, JobSpec("bench", "bench", "utterance", None, ("agent", "customer")), engine, None, settings),
+            lambda: analyse(
+                path, JobSpec("bench", "bench", "utterance", None, ("agent", "customer")), engine, None, settings
+            ),
             device,
         )
     report["stereo_call"] = {

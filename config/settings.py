@@ -1,44 +1,86 @@
-"""The one settings object. Read once from ``EMOQ_*`` variables at a process
-edge (API factory, worker start, CLI) and passed down from there."""
+"""The one settings object, in typed groups. Read once from ``EMOQ_*``
+variables at a process edge (API factory, worker start, CLI) and passed down
+from there; code takes the group it needs (``settings.engine``,
+``settings.enhancement``…), never a loose argument list.
+
+Each group reads its own variables, so the variable names stay flat
+(``EMOQ_PRECISION``, not ``EMOQ_ENGINE__PRECISION``): operators' environment
+files and the compose file don't change with the code's grouping. A field
+whose variable name is not ``EMOQ_`` + its name says so in its alias.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, ClassVar, Literal
 
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
 
+ReviewFlag = Literal[
+    "fear_disgust_ambiguous",
+    "dual_emotion",
+    "low_confidence",
+    "low_snr",
+    "too_short",
+    "calibration_missing",
+    "no_speech",
+    "clipping",
+]
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="EMOQ_", extra="ignore")
 
-    # Services
+def _group(prefix: str = "EMOQ_") -> SettingsConfigDict:
+    return SettingsConfigDict(
+        env_prefix=prefix, extra="ignore", validate_by_name=True, validate_by_alias=True, protected_namespaces=()
+    )
+
+
+class StorageSettings(BaseSettings):
+    """PostgreSQL, S3 (MinIO in production, SeaweedFS locally) and local scratch space."""
+
+    model_config = _group()
+
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/emoq"
-    redis_url: str = "redis://127.0.0.1:6379/0"
     s3_endpoint: str = "127.0.0.1:8333"
     s3_access_key: str = "emoq"
     s3_secret_key: str = "emoq-secret-key"
     s3_bucket: str = "emoq"
     s3_secure: bool = False
     s3_region: str = "us-east-1"
+    work_dir: Path = ROOT / "var" / "work"
+    # The ffmpeg binary for containers libsndfile can't read; default: imageio-ffmpeg's own.
+    ffmpeg: str | None = None
 
-    # API
-    host: str = "127.0.0.1"
-    port: int = 7860
+    def ffmpeg_exe(self) -> str:
+        if self.ffmpeg:
+            return self.ffmpeg
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+class ServerSettings(BaseSettings):
+    """What the HTTP API accepts."""
+
+    model_config = _group()
+
     bootstrap_api_key: str | None = None
     max_upload_bytes: int = 512 * 1024 * 1024
     max_duration_seconds: float = 7200.0
-    review_lease_seconds: int = 900
     page_size_max: int = 200
 
-    # Worker and queue
-    model: str = "iic/emotion2vec_plus_large"
-    model_revision: str = "master"
-    device: str = "auto"
-    ncpu: int = 2
-    queue: str = "emoq.analysis"
+
+class QueueSettings(BaseSettings):
+    """Redis, Celery delivery and the sweep that keeps job rows and messages together."""
+
+    model_config = _group()
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    analysis_queue: str = Field("emoq.analysis", alias="EMOQ_QUEUE")
     task_time_limit_seconds: int = 3600
     broker_visibility_timeout_seconds: int = 7200
     max_deliveries: int = 3
@@ -49,66 +91,163 @@ class Settings(BaseSettings):
     stale_queued_seconds: int = 21600
     sweep_interval_seconds: int = 60
     worker_heartbeat_seconds: int = 10
-    webhook_secret: str | None = None
-    webhook_timeout_seconds: float = 10.0
-    webhook_max_retries: int = 8
-    # Webhooks to loopback, private or link-local addresses are refused unless
-    # allowed: a submitter must not make workers probe the internal network.
-    webhook_allow_private: bool = False
-    ffmpeg: str | None = None
-    work_dir: Path = ROOT / "var" / "work"
 
-    # Inference engine (issue 4)
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA autocast) | int8 (CPU dynamic quantisation)
-    max_batch_seconds: float = 60.0
-    max_padding_ratio: float | None = None  # None: 0.0 on CPU, 0.5 on a GPU
-    frame_window_seconds: float = 0.4
-    frame_hop_seconds: float = 0.1
-    segment_min_seconds: float = 3.0
-    segment_target_seconds: float = 10.0
-    segment_max_seconds: float = 30.0
-    segment_merge_gap_seconds: float = 0.5
-    low_snr_db: float = 15.0
-    min_speech_seconds: float = 1.0
-    clipping_ratio_max: float = 0.01
-
-    # Fear/disgust enhancement (issue 3 first version; thresholds are stored with every result)
-    centroid_file: Path | None = None
-    fd_redecide_margin: float = 0.12
-    fd_fusion_model_weight: float = 0.6
-    fd_review_margin: float = 0.15
-    dual_emotion_margin: float = 0.05
-    dual_emotion_min_score: float = 0.3
-    low_confidence_threshold: float = 0.4
-    fd_focus_weight: float = 0.25
-    # Flags that put a segment in the review queue, and per-domain overrides as
-    # JSON, e.g. {"medical": ["fear_disgust_ambiguous", "low_confidence", "low_snr"]}.
-    review_flags: list[str] = [
-        "fear_disgust_ambiguous",
-        "dual_emotion",
-        "low_confidence",
-        "low_snr",
-        "too_short",
-    ]
-    review_flags_by_domain: dict[str, list[str]] = {}
-
-    def ffmpeg_exe(self) -> str:
-        if self.ffmpeg:
-            return self.ffmpeg
-        import imageio_ffmpeg
-
-        return imageio_ffmpeg.get_ffmpeg_exe()
-
-    def review_flags_for(self, domain: str | None) -> frozenset[str]:
-        return frozenset(self.review_flags_by_domain.get(domain or "", self.review_flags))
-
-    def model_post_init(self, __context: object) -> None:
+    @model_validator(mode="after")
+    def _time_limit_below_visibility(self) -> QueueSettings:
         if self.task_time_limit_seconds >= self.broker_visibility_timeout_seconds:
             # Redis redelivers an unacked message once the visibility timeout passes,
             # even while the first delivery is still running.
             raise ValueError("EMOQ_TASK_TIME_LIMIT_SECONDS must be below EMOQ_BROKER_VISIBILITY_TIMEOUT_SECONDS")
+        return self
+
+
+class EngineSettings(BaseSettings):
+    """The emotion model and how it runs."""
+
+    model_config = _group()
+
+    model: str = "iic/emotion2vec_plus_large"
+    model_revision: str = "master"
+    # auto, cpu, cuda or cuda:N
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    ncpu: int = 2
+    # bf16/fp16: CUDA autocast; int8: CPU dynamic quantisation of the Linear layers.
+    precision: Literal["fp32", "bf16", "fp16", "int8"] = "fp32"
+    max_batch_seconds: float = 60.0
+    max_padding_ratio: float | None = None  # None: 0.0 on CPU, 0.5 on a GPU
+    frame_window_seconds: float = 0.4
+    frame_hop_seconds: float = 0.1
+
+
+class SegmentationSettings(BaseSettings):
+    """How a channel's speech is cut into the 3-10 s utterances the model scores best."""
+
+    model_config = _group("EMOQ_SEGMENT_")
+
+    min_seconds: float = 3.0
+    target_seconds: float = 10.0
+    max_seconds: float = 30.0
+    merge_gap_seconds: float = 0.5
+
+
+class QualitySettings(BaseSettings):
+    """Thresholds of the per-segment quality flags."""
+
+    model_config = _group()
+
+    low_snr_db: float = 15.0
+    min_speech_seconds: float = 1.0
+    clipping_ratio_max: float = 0.01
+
+
+class EnhancementSettings(BaseSettings):
+    """The fear/disgust enhancement's thresholds. Every result stores them
+    (``policy``, the fields below ``centroid_file``), and a domain profile
+    may override them by name."""
+
+    model_config = _group()
+
+    POLICY: ClassVar[tuple[str, ...]] = (
+        "redecide_margin",
+        "model_weight",
+        "review_margin",
+        "dual_margin",
+        "dual_min_score",
+        "low_confidence",
+        "focus_weight",
+    )
+
+    centroid_file: Path | None = None
+    redecide_margin: float = Field(0.12, alias="EMOQ_FD_REDECIDE_MARGIN")
+    model_weight: float = Field(0.6, alias="EMOQ_FD_FUSION_MODEL_WEIGHT")
+    review_margin: float = Field(0.15, alias="EMOQ_FD_REVIEW_MARGIN")
+    dual_margin: float = Field(0.05, alias="EMOQ_DUAL_EMOTION_MARGIN")
+    dual_min_score: float = Field(0.3, alias="EMOQ_DUAL_EMOTION_MIN_SCORE")
+    low_confidence: float = Field(0.4, alias="EMOQ_LOW_CONFIDENCE_THRESHOLD")
+    focus_weight: float = Field(0.25, alias="EMOQ_FD_FOCUS_WEIGHT")
+
+    def policy(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in self.POLICY}
+
+    def with_overrides(self, thresholds: Mapping[str, float]) -> EnhancementSettings:
+        """A domain profile's threshold overrides; names outside the policy are ignored."""
+        return self.model_copy(update={k: float(v) for k, v in thresholds.items() if k in self.POLICY})
+
+
+class ReviewSettings(BaseSettings):
+    """Which flags open a review item, and how long a reviewer's claim lasts."""
+
+    model_config = _group("EMOQ_REVIEW_")
+
+    lease_seconds: int = 900
+    # Per-domain overrides as JSON, e.g. {"medical": ["fear_disgust_ambiguous", "low_snr"]}.
+    flags: list[ReviewFlag] = ["fear_disgust_ambiguous", "dual_emotion", "low_confidence", "low_snr", "too_short"]
+    flags_by_domain: dict[str, list[ReviewFlag]] = {}
+
+    def flags_for(self, domain: str | None) -> frozenset[str]:
+        return frozenset(self.flags_by_domain.get(domain or "", self.flags))
+
+
+class WebhookSettings(BaseSettings):
+    """Signed completion callbacks."""
+
+    model_config = _group("EMOQ_WEBHOOK_")
+
+    secret: str | None = None
+    timeout_seconds: float = 10.0
+    max_retries: int = 8
+    # Webhooks to loopback, private or link-local addresses are refused unless
+    # allowed: a submitter must not make workers probe the internal network.
+    allow_private: bool = False
+
+
+class Settings(BaseModel):
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    segmentation: SegmentationSettings = Field(default_factory=SegmentationSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
+    enhancement: EnhancementSettings = Field(default_factory=EnhancementSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+
+    @classmethod
+    def groups(cls) -> dict[str, type[BaseSettings]]:
+        return {name: field.annotation for name, field in cls.model_fields.items()}  # type: ignore[misc]
+
+    @classmethod
+    def variables(cls) -> dict[str, tuple[str, str]]:
+        """Every ``EMOQ_*`` variable → (group, field)."""
+        found: dict[str, tuple[str, str]] = {}
+        for group_name, group in cls.groups().items():
+            prefix = group.model_config.get("env_prefix", "")
+            for name, field in group.model_fields.items():
+                found[(field.alias or f"{prefix}{name}").upper()] = (group_name, name)
+        return found
+
+    def override(self, values: Mapping[str, Any]) -> Settings:
+        """A copy with ``values`` (keyed by variable name, e.g. ``EMOQ_PRECISION``) validated on top."""
+        variables = self.variables()
+        per_group: dict[str, dict[str, Any]] = {}
+        for variable, value in values.items():
+            if variable.upper() not in variables:
+                raise ValueError(f"unknown setting {variable}")
+            group_name, field_name = variables[variable.upper()]
+            per_group.setdefault(group_name, {})[field_name] = value
+        return self.model_copy(
+            update={
+                name: type(group := getattr(self, name)).model_validate({**group.model_dump(), **fields})
+                for name, fields in per_group.items()
+            }
+        )
+
+    @classmethod
+    def from_env(cls, overrides: Mapping[str, Any] | None = None) -> Settings:
+        """The environment, with ``overrides`` on top."""
+        return cls().override(overrides or {})
 
 
 @lru_cache(maxsize=1)
 def load_settings() -> Settings:
-    return Settings()
+    return Settings.from_env()

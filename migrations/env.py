@@ -5,6 +5,7 @@ from __future__ import annotations
 from logging.config import fileConfig
 
 from alembic import context
+
 from config import load_settings
 from models import Base
 from models.db import make_engine
@@ -15,7 +16,7 @@ if config.config_file_name is not None:
 
 
 def url() -> str:
-    return config.attributes.get("database_url") or load_settings().database_url
+    return config.attributes.get("database_url") or load_settings().storage.database_url
 
 
 def run_migrations_offline() -> None:

@@ -1,8 +1,8 @@
 """ORM for emoq. Schema changes go through Alembic (``migrations/``)."""
 
+from analysis.labels import EMOTION_LABELS
 from models.base import Base
 from models.entities import (
-    EMOTION_LABELS,
     ApiKey,
     Calibration,
     DomainProfile,
@@ -15,9 +15,9 @@ from models.entities import (
 )
 
 __all__ = [
-    "Base",
     "EMOTION_LABELS",
     "ApiKey",
+    "Base",
     "Calibration",
     "DomainProfile",
     "Job",

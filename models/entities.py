@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     REAL,
@@ -23,19 +23,6 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base
-
-# emotion2vec+ class order, English names (the checkpoint's tokens are "中文/english").
-EMOTION_LABELS: tuple[str, ...] = (
-    "angry",
-    "disgusted",
-    "fearful",
-    "happy",
-    "neutral",
-    "other",
-    "sad",
-    "surprised",
-    "unknown",
-)
 
 
 class JobStatus(str, enum.Enum):
@@ -61,7 +48,11 @@ def _values(e: type[enum.Enum]) -> str:
     return ", ".join(f"'{m.value}'" for m in e)
 
 
-def _now() -> Mapped[datetime]:
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _created_column() -> Mapped[datetime]:
     return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
 
 
@@ -74,7 +65,7 @@ class ApiKey(Base):
     lookup: Mapped[str] = mapped_column(String(16), nullable=False, unique=True)
     key_hash: Mapped[str] = mapped_column(Text, nullable=False)
     role: Mapped[str] = mapped_column(String(16), nullable=False)
-    created_at: Mapped[datetime] = _now()
+    created_at: Mapped[datetime] = _created_column()
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
@@ -93,7 +84,7 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     # Deliveries that never finished (the worker died or hit the hard time limit).
     lost_deliveries: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    created_at: Mapped[datetime] = _now()
+    created_at: Mapped[datetime] = _created_column()
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
     )
@@ -123,20 +114,73 @@ class Job(Base):
 
     result: Mapped[Result | None] = relationship(back_populates="job", uselist=False)
 
+    # The job's state machine: queued → running → succeeded | failed, with
+    # running → queued for a retry or a lost delivery. Worker and sweep change
+    # a job only through these methods, inside a transaction holding its row lock.
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (JobStatus.succeeded.value, JobStatus.failed.value)
+
+    def start(self, task_id: uuid.UUID, max_deliveries: int) -> bool:
+        """Count a delivery of message ``task_id``; False when it must not run."""
+        if self.finished or self.task_id != task_id:
+            return False  # done already, or a stale copy left behind by a re-publish
+        if self.status == JobStatus.running.value:
+            # Still 'running' at a new delivery of the same message: the last
+            # delivery died with its worker (killed, out of memory, hard time limit).
+            self.lost_deliveries += 1
+        self.attempts += 1
+        if self.lost_deliveries >= max_deliveries:
+            self.fail("worker_lost", f"the worker was lost {self.lost_deliveries} times while analysing this recording")
+            return False
+        self.status = JobStatus.running.value
+        self.started_at = _utcnow()
+        self.error_code = self.error_message = None
+        return True
+
+    def succeed(self, *, duration_seconds: float, sample_rate: int, channels: int) -> None:
+        self.status = JobStatus.succeeded.value
+        self.finished_at = _utcnow()
+        self.duration_seconds = duration_seconds
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.error_code = self.error_message = None
+
     def fail(self, code: str, message: str) -> None:
         self.status = JobStatus.failed.value
         self.error_code = code
         self.error_message = message[:2000]
-        self.finished_at = datetime.now(timezone.utc)
+        self.finished_at = _utcnow()
+
+    def release_for_retry(self, reason: str) -> None:
+        """Back to 'queued' so the retry's delivery is not mistaken for a lost one."""
+        if self.status == JobStatus.running.value:
+            self.status = JobStatus.queued.value
+            self.error_message = f"retrying: {reason}"[:2000]
+
+    def republish(self) -> uuid.UUID:
+        """A new message id for a job whose message was lost; any older copy is then skipped."""
+        self.task_id = uuid.uuid4()
+        self.enqueued_at = None
+        return self.task_id
+
+    def recover_stale_run(self, max_deliveries: int) -> bool:
+        """A 'running' job no worker finished in time: count the lost delivery;
+        True when it goes back to the queue, False when it failed for good."""
+        self.lost_deliveries += 1
+        if self.lost_deliveries >= max_deliveries:
+            self.fail("worker_lost", f"no worker finished this job in {self.lost_deliveries} deliveries")
+            return False
+        self.status = JobStatus.queued.value
+        return True
 
 
 class Result(Base):
     __tablename__ = "results"
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
-    job_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, unique=True
-    )
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, unique=True)
     model_id: Mapped[str] = mapped_column(Text, nullable=False)
     model_revision: Mapped[str] = mapped_column(Text, nullable=False)
     model_random_weights: Mapped[bool] = mapped_column(nullable=False)
@@ -151,7 +195,7 @@ class Result(Base):
     segments: Mapped[list[dict]] = mapped_column(JSONB, nullable=False, default=list)
     aggregate: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict)
     calibration_version: Mapped[int | None] = mapped_column(Integer)
-    created_at: Mapped[datetime] = _now()
+    created_at: Mapped[datetime] = _created_column()
 
     job: Mapped[Job] = relationship(back_populates="result")
 
@@ -187,7 +231,7 @@ class ReviewItem(Base):
     resolved_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id"))
     resolved_label: Mapped[str | None] = mapped_column(String(16))
     note: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = _now()
+    created_at: Mapped[datetime] = _created_column()
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     result: Mapped[Result] = relationship()
@@ -200,7 +244,7 @@ class Calibration(Base):
     __table_args__ = (Index("uq_calibrations_active", "active", unique=True, postgresql_where=text("active")),)
 
     version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    created_at: Mapped[datetime] = _now()
+    created_at: Mapped[datetime] = _created_column()
     model_id: Mapped[str] = mapped_column(Text, nullable=False)
     method: Mapped[str] = mapped_column(String(32), nullable=False)
     object_key: Mapped[str] = mapped_column(Text, nullable=False)
@@ -215,13 +259,11 @@ class DomainProfile(Base):
     """Per-domain class-prior adjustment estimated from reviewed items; versioned like calibrations."""
 
     __tablename__ = "domain_profiles"
-    __table_args__ = (
-        Index("uq_domain_profiles_active", "domain", unique=True, postgresql_where=text("active")),
-    )
+    __table_args__ = (Index("uq_domain_profiles_active", "domain", unique=True, postgresql_where=text("active")),)
 
     version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     domain: Mapped[str] = mapped_column(String(64), nullable=False)
-    created_at: Mapped[datetime] = _now()
+    created_at: Mapped[datetime] = _created_column()
     prior_shift: Mapped[dict[str, float]] = mapped_column(JSONB, nullable=False)
     thresholds: Mapped[dict[str, float]] = mapped_column(JSONB, nullable=False, default=dict)
     counts: Mapped[dict[str, int]] = mapped_column(JSONB, nullable=False)

@@ -19,7 +19,7 @@ mkdir -p var/celery
 # model of the same architecture so the stack still runs end to end; every
 # result then says "random_weights": true.
 if [ -z "${EMOQ_MODEL:-}" ] && ! "$VENV_BIN/python" -c 'import socket; socket.create_connection(("modelscope.cn", 443), 3)' 2>/dev/null; then
-    [ -f var/models/random-large/model.pt ] || "$VENV_BIN/python" -m worker.random_model --size large var/models/random-large
+    [ -f var/models/random-large/model.pt ] || "$VENV_BIN/python" -m ops.random_model --size large var/models/random-large
     export EMOQ_MODEL="$PWD/var/models/random-large"
     echo "[run] *** the model hub is unreachable: using RANDOM WEIGHTS ($EMOQ_MODEL); results are meaningless ***" >&2
     echo "[run] *** set EMOQ_MODEL to a directory holding the real emotion2vec+ large to analyse real calls ***" >&2

@@ -9,8 +9,7 @@ from typing import BinaryIO
 from minio import Minio
 from minio.error import S3Error
 
-from config import Settings
-
+from config.settings import StorageSettings
 
 _MISSING = ("NoSuchKey", "NoSuchObject")
 
@@ -20,7 +19,7 @@ class ObjectMissing(KeyError):
 
 
 class ObjectStore:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: StorageSettings) -> None:
         self.bucket = settings.s3_bucket
         self.client = Minio(
             settings.s3_endpoint,
@@ -51,7 +50,7 @@ class ObjectStore:
         try:
             response = self.client.get_object(self.bucket, key)
         except S3Error as exc:
-            raise ObjectMissing(key) if exc.code in _MISSING else exc
+            raise (ObjectMissing(key) if exc.code in _MISSING else exc) from None
         try:
             return response.read()
         finally:
@@ -62,7 +61,7 @@ class ObjectStore:
         try:
             self.client.fget_object(self.bucket, key, str(path))
         except S3Error as exc:
-            raise ObjectMissing(key) if exc.code in _MISSING else exc
+            raise (ObjectMissing(key) if exc.code in _MISSING else exc) from None
 
     def remove(self, key: str) -> None:
         self.client.remove_object(self.bucket, key)

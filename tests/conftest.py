@@ -26,14 +26,42 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
 
+from broker import HEARTBEAT_PREFIX
 from config import Settings
-from tests.audio_fixtures import speech_like
 from models.db import make_engine, make_session_factory, transaction
-from worker.celery_app import HEARTBEAT_PREFIX
+from tests.audio_fixtures import speech_like
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DB_URL = os.environ.get("EMOQ_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/emoq_test")
 TEST_REDIS_URL = os.environ.get("EMOQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+# Tests are marked by what their fixtures start: `make test-unit` runs the
+# `unit` ones with no service at all.
+_SERVICE_FIXTURES = frozenset(
+    {
+        "database",
+        "empty_database",
+        "sessions",
+        "redis_client",
+        "store",
+        "app",
+        "client",
+        "keys",
+        "clean_db",
+        "cli_env",
+        "worker",
+    }
+)
+_BROWSER_FIXTURES = frozenset({"browser", "page", "live_server"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & _BROWSER_FIXTURES:
+            item.add_marker(pytest.mark.browser)
+        item.add_marker(pytest.mark.integration if used & (_SERVICE_FIXTURES | _BROWSER_FIXTURES) else pytest.mark.unit)
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, message: str, interval: float = 0.1):
@@ -61,7 +89,7 @@ def voiced(seconds: float, rate: int = 16000, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
-    from worker.random_model import write_random_model
+    from ops.random_model import write_random_model
 
     return write_random_model(tmp_path_factory.mktemp("models") / "random-tiny", "tiny")
 
@@ -84,7 +112,7 @@ def test_env(model_dir, tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def settings(test_env) -> Settings:
-    return Settings(**{k.removeprefix("EMOQ_").lower(): v for k, v in test_env.items()})
+    return Settings.from_env(test_env)
 
 
 def _ensure_database(url: str) -> None:
@@ -104,11 +132,11 @@ def alembic_config(url: str) -> Config:
 
 @pytest.fixture(scope="session")
 def database(settings) -> str:
-    _ensure_database(settings.database_url)
-    config = alembic_config(settings.database_url)
+    _ensure_database(settings.storage.database_url)
+    config = alembic_config(settings.storage.database_url)
     command.downgrade(config, "base")
     command.upgrade(config, "head")
-    return settings.database_url
+    return settings.storage.database_url
 
 
 @pytest.fixture(scope="session")
@@ -118,7 +146,7 @@ def sessions(database):
 
 @pytest.fixture(scope="session")
 def redis_client(settings) -> redis.Redis:
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis.Redis.from_url(settings.queue.redis_url)
     client.flushdb()
     return client
 
@@ -127,7 +155,7 @@ def redis_client(settings) -> redis.Redis:
 def store(settings):
     from storage import ObjectStore
 
-    s = ObjectStore(settings)
+    s = ObjectStore(settings.storage)
     s.ensure_bucket()
     return s
 
@@ -155,7 +183,7 @@ def client(app):
 
 @pytest.fixture(scope="session")
 def _key_values(sessions) -> dict[str, str]:
-    from api.auth import create_key
+    from domain.api_keys import create_key
     from models import Role
 
     values = {}
@@ -203,16 +231,32 @@ def worker(test_env, database, redis_client, store, tmp_path_factory) -> Iterato
     with log.open("w") as out:
         proc = subprocess.Popen(
             [
-                sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-                "-Q", f"{test_env['EMOQ_QUEUE']},emoq.maintenance",
-                "--concurrency", "1", "--loglevel", "INFO", "-n", f"test-{uuid.uuid4().hex[:6]}@%h",
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker.celery_app",
+                "worker",
+                "-Q",
+                f"{test_env['EMOQ_QUEUE']},emoq.maintenance",
+                "--concurrency",
+                "1",
+                "--loglevel",
+                "INFO",
+                "-n",
+                f"test-{uuid.uuid4().hex[:6]}@%h",
             ],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         wait_until(
             lambda: proc.poll() is not None or any(w["model_loaded"] for w in _worker_status(redis_client)),
-            90, "worker model load",
+            90,
+            "worker model load",
         )
         if proc.poll() is not None:
             raise RuntimeError(f"worker exited: {log.read_text()[-3000:]}")

@@ -32,7 +32,15 @@ def test_submit_poll_and_read_result(client, keys, worker, settings, model_dir):
     assert job["status"] == "succeeded", job["error"]
     result = job["result"]
     assert result["labels"] == [
-        "angry", "disgusted", "fearful", "happy", "neutral", "other", "sad", "surprised", "unknown",
+        "angry",
+        "disgusted",
+        "fearful",
+        "happy",
+        "neutral",
+        "other",
+        "sad",
+        "surprised",
+        "unknown",
     ]
     assert set(result["scores"]) == set(result["labels"])
     assert sum(result["scores"].values()) == pytest.approx(1.0, abs=1e-5)
@@ -95,7 +103,7 @@ def test_bad_uploads_are_refused_and_leave_nothing(client, keys, sessions, store
 def test_oversize_upload_is_refused(settings, database, redis_client, store, sessions, keys):
     from api import create_app
 
-    small = create_app(settings.model_copy(update={"max_upload_bytes": 10_000}))
+    small = create_app(settings.override({"EMOQ_MAX_UPLOAD_BYTES": 10_000}))
     jobs_before = job_count(sessions)
     response = submit(small.test_client(), keys["submitter"], wav_bytes(voiced(2.0)))
     assert response.status_code == 413
@@ -106,7 +114,7 @@ def test_oversize_upload_is_refused(settings, database, redis_client, store, ses
 def test_too_long_recording_is_refused_before_decoding(settings, database, redis_client, store, keys):
     from api import create_app
 
-    short_limit = create_app(settings.model_copy(update={"max_duration_seconds": 2.0}))
+    short_limit = create_app(settings.override({"EMOQ_MAX_DURATION_SECONDS": 2.0}))
     response = submit(short_limit.test_client(), keys["submitter"], wav_bytes(voiced(3.0)))
     assert response.status_code == 422
     assert response.get_json()["code"] == "recording_too_long"

@@ -6,7 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import worker.audio as audio
+import analysis.audio as audio
+from analysis.audio import AudioError, decode
+from analysis.probe import probe_duration, sniff_audio_format, wav_is_truncated
+from analysis.quality import measure
+from config.settings import QualitySettings
 from tests.audio_fixtures import (
     dominant_frequency,
     encode_with_ffmpeg,
@@ -19,11 +23,11 @@ from tests.audio_fixtures import (
     write_wav,
     write_wav_header,
 )
-from worker.audio import AudioError, decode, probe_duration, sniff_audio_format, wav_is_truncated
-from worker.quality import measure
 
 RATES = [8000, 16000, 44100, 48000]
 TONE_RMS = 0.5 / np.sqrt(2)
+
+QUALITY = QualitySettings()
 
 
 def _decode(path: Path, max_duration_seconds: float = 60.0, **kwargs: int) -> audio.DecodedAudio:
@@ -310,9 +314,7 @@ def test_zero_byte_file_is_empty(tmp_path: Path) -> None:
     assert error.value.code == "empty_audio"
 
 
-def test_three_hour_recording_is_refused_before_decoding(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_three_hour_recording_is_refused_before_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_wav_header(tmp_path / "long.wav", 3 * 3600, 8000)
     assert probe_duration(path, ffmpeg_exe()) == pytest.approx(3 * 3600)
 
@@ -387,7 +389,9 @@ def test_sniffs_each_container(tmp_path: Path, suffix: str, args: list[str], exp
 @pytest.mark.parametrize("suffix", [".aiff", ".caf"])
 def test_decodes_aiff_and_caf(tmp_path: Path, suffix: str) -> None:
     src = write_wav(tmp_path / "src.wav", tone(1.0, 44100), 44100)
-    path = encode_with_ffmpeg(src, tmp_path / f"out{suffix}", ["-c:a", "pcm_s16be" if suffix == ".aiff" else "pcm_s16le"])
+    path = encode_with_ffmpeg(
+        src, tmp_path / f"out{suffix}", ["-c:a", "pcm_s16be" if suffix == ".aiff" else "pcm_s16le"]
+    )
     decoded = _decode(path)
     assert decoded.channels.shape == (1, 16000)
     _assert_tone(decoded.channels[0])
@@ -423,7 +427,7 @@ def _tone_in_silence(rate: int = 16000) -> tuple[np.ndarray, np.ndarray]:
 
 def test_clean_tone_has_high_snr() -> None:
     samples, mask = _tone_in_silence()
-    quality = measure(samples, 16000, mask)
+    quality = measure(samples, 16000, mask, QUALITY)
     assert quality.snr_db is not None and quality.snr_db > 60
     assert quality.speech_seconds == pytest.approx(3.0)
     assert quality.speech_ratio == pytest.approx(0.6)
@@ -434,14 +438,14 @@ def test_clean_tone_has_high_snr() -> None:
 def test_mask_at_vad_frame_rate_is_accepted() -> None:
     samples, mask = _tone_in_silence()
     frame_mask = mask[::512]  # one value per 32 ms, like segment.py's mask
-    quality = measure(samples, 16000, frame_mask)
+    quality = measure(samples, 16000, frame_mask, QUALITY)
     assert quality.speech_seconds == pytest.approx(3.0, abs=0.05)
     assert quality.snr_db is not None and quality.snr_db > 50
 
 
 def test_energy_fallback_without_mask() -> None:
     samples, _ = _tone_in_silence()
-    quality = measure(samples, 16000, None)
+    quality = measure(samples, 16000, None, QUALITY)
     assert quality.speech_seconds == pytest.approx(3.0, abs=0.05)
     assert quality.snr_db is not None and quality.snr_db > 60
 
@@ -449,7 +453,7 @@ def test_energy_fallback_without_mask() -> None:
 def test_noise_at_equal_power_has_low_snr() -> None:
     samples, mask = _tone_in_silence()
     samples += white_noise(5.0, 16000, TONE_RMS, seed=1)
-    quality = measure(samples, 16000, mask)
+    quality = measure(samples, 16000, mask, QUALITY)
     assert quality.snr_db == pytest.approx(0.0, abs=1.5)
     assert "low_snr" in quality.flags
 
@@ -457,7 +461,7 @@ def test_noise_at_equal_power_has_low_snr() -> None:
 def test_noise_everywhere_uses_percentile_estimate() -> None:
     # A VAD fooled by noise marks everything as speech, leaving no noise frames.
     samples = tone(5.0, 16000) + white_noise(5.0, 16000, TONE_RMS, seed=2)
-    quality = measure(samples, 16000, np.ones(len(samples), dtype=bool))
+    quality = measure(samples, 16000, np.ones(len(samples), dtype=bool), QUALITY)
     assert quality.snr_db is not None and quality.snr_db < 5
     assert "low_snr" in quality.flags
 
@@ -466,7 +470,7 @@ def test_clipping_is_flagged_after_decoding(tmp_path: Path) -> None:
     clipped = np.clip(tone(2.0, 8000, amplitude=3.0), -1.0, 1.0)
     decoded = _decode(write_wav(tmp_path / "loud.wav", clipped, 8000))
     samples = decoded.channels[0]
-    quality = measure(samples, 16000, np.ones(len(samples), dtype=bool))
+    quality = measure(samples, 16000, np.ones(len(samples), dtype=bool), QUALITY)
     assert quality.clipping_ratio > 0.1
     assert "clipping" in quality.flags
 
@@ -474,7 +478,7 @@ def test_clipping_is_flagged_after_decoding(tmp_path: Path) -> None:
 def test_silence_has_no_speech() -> None:
     samples = silence(3.0, 16000)
     for mask in (np.zeros(len(samples), dtype=bool), None):
-        quality = measure(samples, 16000, mask)
+        quality = measure(samples, 16000, mask, QUALITY)
         assert quality.speech_seconds == 0.0
         assert quality.snr_db is None
         assert quality.flags == ("no_speech",)
@@ -483,12 +487,12 @@ def test_silence_has_no_speech() -> None:
 def test_short_speech_is_flagged() -> None:
     samples = np.concatenate([silence(1.0, 16000), tone(0.5, 16000), silence(1.0, 16000)])
     mask = np.abs(samples) > 0
-    quality = measure(samples, 16000, mask, min_speech_seconds=1.0)
+    quality = measure(samples, 16000, mask, QualitySettings(min_speech_seconds=1.0))
     assert "too_short" in quality.flags
     assert "no_speech" not in quality.flags
 
 
 def test_measure_handles_empty_input() -> None:
-    quality = measure(np.zeros(0, np.float32), 16000, None)
+    quality = measure(np.zeros(0, np.float32), 16000, None, QUALITY)
     assert quality.duration_seconds == 0.0
     assert quality.flags == ("no_speech",)

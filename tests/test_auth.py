@@ -78,7 +78,7 @@ def test_bootstrap_key_is_idempotent(settings, database, redis_client, store, se
     from api import create_app
     from models import ApiKey
 
-    configured = settings.model_copy(update={"bootstrap_api_key": "local-dev-admin-key"})
+    configured = settings.override({"EMOQ_BOOTSTRAP_API_KEY": "local-dev-admin-key"})
     create_app(configured)
     app = create_app(configured)
     with sessions() as session:
@@ -93,16 +93,18 @@ def test_unknown_route_and_method_are_problems(client, keys):
     assert response.status_code == 405 and response.mimetype == "application/problem+json"
 
 
-def test_bootstrap_key_survives_api_processes_starting_together(settings, database, redis_client, store, sessions, keys):
+def test_bootstrap_key_survives_api_processes_starting_together(
+    settings, database, redis_client, store, sessions, keys
+):
     import threading
 
     from sqlalchemy import func, select
 
     from api import create_app
-    from api.auth import lookup_of
+    from domain.api_keys import lookup_of
     from models import ApiKey
 
-    configured = settings.model_copy(update={"bootstrap_api_key": "raced-admin-key"})
+    configured = settings.override({"EMOQ_BOOTSTRAP_API_KEY": "raced-admin-key"})
     barrier, errors = threading.Barrier(3), []
 
     def start():
@@ -119,4 +121,9 @@ def test_bootstrap_key_survives_api_processes_starting_together(settings, databa
         t.join()
     assert errors == []
     with sessions() as session:
-        assert session.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.lookup == lookup_of("raced-admin-key"))) == 1
+        assert (
+            session.scalar(
+                select(func.count()).select_from(ApiKey).where(ApiKey.lookup == lookup_of("raced-admin-key"))
+            )
+            == 1
+        )

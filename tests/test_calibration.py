@@ -10,10 +10,8 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from models import EMOTION_LABELS, Calibration, Job, Result, ReviewItem
-from models.db import transaction
-from tests.factories import key_id, make_review_item
-from worker.calibration import (
+from analysis.enhance import Centroids, enhance
+from calibration.centroids import (
     TEMPERATURE_BOUNDS,
     CalibrationNotFound,
     CalibrationRefused,
@@ -26,9 +24,12 @@ from worker.calibration import (
     read_manifest,
     save_calibration,
 )
+from calibration.evaluation import evaluate
+from config.settings import EnhancementSettings
+from models import EMOTION_LABELS, Calibration, Job, Result, ReviewItem
+from models.db import transaction
+from tests.factories import key_id, make_review_item
 from worker.context import WorkerContext
-from worker.enhance import Centroids, EnhancementPolicy, enhance
-from worker.evaluation import evaluate
 
 DIM = 16
 _BASIS = np.linalg.qr(np.random.default_rng(42).standard_normal((DIM, DIM)))[0].T
@@ -159,7 +160,7 @@ def test_calibration_recovers_the_class_means(build):
 
 def test_redecision_with_the_built_centroids_improves_fear_vs_disgust(build):
     fresh = synthetic({"fearful": 100, "disgusted": 100}, seed=2)
-    decisions = [enhance(s, e, build.centroids, EnhancementPolicy()) for s, e in zip(fresh.scores, fresh.embeddings)]
+    decisions = [enhance(s, e, build.centroids, EnhancementSettings()) for s, e in zip(fresh.scores, fresh.embeddings)]
     report = evaluate(fresh.labels, fresh.scores, [d.label for d in decisions], [d.flags for d in decisions], set())
     fd = report["fear_vs_disgust"]
     print(f"fear vs disgust accuracy: raw {fd['raw_accuracy']:.3f} -> enhanced {fd['enhanced_accuracy']:.3f}")
@@ -174,7 +175,7 @@ def test_items_without_fear_or_disgust_on_top_are_left_alone(build):
     near_disgust = synthetic({"disgusted": 20}, seed=3).embeddings
     raw = score_vector(neutral=0.5, fearful=0.24, disgusted=0.22)
     for embedding in near_disgust:
-        decision = enhance(raw, embedding, build.centroids, EnhancementPolicy())
+        decision = enhance(raw, embedding, build.centroids, EnhancementSettings())
         assert decision.label == "neutral"
         assert decision.details["fear_disgust"] is None
         np.testing.assert_array_equal(decision.scores, raw)

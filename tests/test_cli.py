@@ -9,19 +9,19 @@ import pytest
 import soundfile as sf
 from sqlalchemy import select
 
-from api.auth import find_key
+from analysis.engine import resolve_model_source
+from domain.api_keys import find_key
 from models import Calibration
+from ops.cli import main
 from tests.conftest import voiced
 from tests.factories import key_id
 from tests.test_calibration import insert_resolved, synthetic
-from worker.cli import main
-from worker.engine import resolve_model_source
 
 
 @pytest.fixture
 def reviewed(cli_env, settings, sessions, keys):
     """Resolved reviews of fear and disgust, recorded under the configured model."""
-    model_id, _ = resolve_model_source(settings.model)
+    model_id, _ = resolve_model_source(settings.engine.model)
     data = synthetic({"fearful": 30, "disgusted": 30, "neutral": 10}, seed=11)
     insert_resolved(sessions, key_id(sessions, "submitter"), data, model_id=model_id)
 

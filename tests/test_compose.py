@@ -32,13 +32,13 @@ def test_gpu_worker_analyses_and_a_separate_worker_maintains():
     services = compose()["services"]
     (device,) = services["worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
-    assert queues(services["worker"]) == {Settings().queue}
+    assert queues(services["worker"]) == {Settings().queue.analysis_queue}
     assert queues(services["maintenance"]) == {"emoq.maintenance"}
     assert services["maintenance"]["environment"]["EMOQ_DEVICE"] == "cpu"
 
 
 def test_every_emoq_variable_is_a_setting():
-    known = {f"EMOQ_{name.upper()}" for name in Settings.model_fields}
+    known = set(Settings.variables())
     for name, service in compose()["services"].items():
         env = service.get("environment") or {}
         assert {k for k in env if k.startswith("EMOQ_")} <= known, name
@@ -51,5 +51,5 @@ def test_dockerfile_installs_the_pinned_requirements():
 
 def test_readme_documents_every_setting():
     readme = (ROOT / "README.md").read_text()
-    missing = [f"EMOQ_{name.upper()}" for name in Settings.model_fields if f"`EMOQ_{name.upper()}`" not in readme]
+    missing = [name for name in Settings.variables() if f"`{name}`" not in readme]
     assert missing == []

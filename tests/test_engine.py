@@ -6,15 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from analysis.engine import EmotionEngine, ModelUnavailable, english_label, resolve_model_source
+from config.settings import EngineSettings
 from models import EMOTION_LABELS
-from worker.engine import EmotionEngine, ModelUnavailable, english_label, resolve_model_source
 
 LENGTHS = (0.6, 1.0, 2.5, 3.3, 5.1, 7.9)
 
 
 @pytest.fixture(scope="module")
 def engine(model_dir) -> EmotionEngine:
-    return EmotionEngine.load(str(model_dir), ncpu=2)
+    return EmotionEngine.load(EngineSettings(model=str(model_dir), ncpu=2))
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +29,17 @@ def stock_funasr(model_dir):
     """FunASR's own AutoModel, untouched (the engine swaps in fused attention on its instance)."""
     from funasr import AutoModel
 
-    return AutoModel(model=str(model_dir), device="cpu", ncpu=2, disable_update=True, disable_pbar=True, log_level="ERROR")
+    return AutoModel(
+        model=str(model_dir), device="cpu", ncpu=2, disable_update=True, disable_pbar=True, log_level="ERROR"
+    )
 
 
 def test_engine_agrees_with_funasr_generate(engine, clips, stock_funasr):
     from funasr.models.emotion2vec.modules import AltAttention
 
-    assert all(type(m).forward is AltAttention.forward for m in stock_funasr.model.modules() if isinstance(m, AltAttention))
+    assert all(
+        type(m).forward is AltAttention.forward for m in stock_funasr.model.modules() if isinstance(m, AltAttention)
+    )
     ours = engine.score(clips)
     for clip, mine in zip(clips, ours):
         (ref,) = stock_funasr.generate(clip, granularity="utterance", extract_embedding=True, disable_pbar=True)
@@ -82,8 +87,8 @@ def test_batches_stay_under_the_padded_budget_and_padding_ratio(engine, monkeypa
 
 
 def test_int8_quantised_engine_scores(model_dir, clips):
-    quantised = EmotionEngine.load(str(model_dir), ncpu=2, precision="int8")
-    reference = EmotionEngine.load(str(model_dir), ncpu=2)
+    quantised = EmotionEngine.load(EngineSettings(model=str(model_dir), ncpu=2, precision="int8"))
+    reference = EmotionEngine.load(EngineSettings(model=str(model_dir), ncpu=2))
     q, r = quantised.score(clips), reference.score(clips)
     worst = max(float(np.abs(a.scores - b.scores).max()) for a, b in zip(q, r))
     print(f"int8 vs fp32 max score difference on the tiny random model: {worst:.3f}")
@@ -98,12 +103,12 @@ def test_model_sources(tmp_path, model_dir):
         resolve_model_source(str(tmp_path / "missing"))
     (tmp_path / "partial").mkdir()
     (tmp_path / "partial" / "config.yaml").write_text("model: Emotion2vec\n")
-    with pytest.raises(ModelUnavailable, match="model.pt"):
+    with pytest.raises(ModelUnavailable, match=r"model\.pt"):
         resolve_model_source(str(tmp_path / "partial"))
 
 
 def test_focus_window_is_found_inside_the_segment_and_rescored(engine, clips):
-    from worker.focus import WINDOW_WIDTHS, focus_evidence
+    from analysis.focus import WINDOW_WIDTHS, focus_evidence
 
     clip = clips[4]
     focus = focus_evidence(engine, clip)
@@ -117,7 +122,7 @@ def test_focus_window_is_found_inside_the_segment_and_rescored(engine, clips):
 def test_fused_attention_is_bound_to_the_quantised_modules(model_dir):
     from funasr.models.emotion2vec.modules import AltAttention
 
-    quantised = EmotionEngine.load(str(model_dir), ncpu=2, precision="int8")
+    quantised = EmotionEngine.load(EngineSettings(model=str(model_dir), ncpu=2, precision="int8"))
     blocks = [m for m in quantised.model.modules() if isinstance(m, AltAttention)]
     assert blocks and all(m.forward.__self__ is m for m in blocks)
     assert all("quantized" in type(m.qkv).__module__ for m in blocks)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from analysis.enhance import Centroids, enhance, similarity_probability
+from config.settings import EnhancementSettings
 from models import EMOTION_LABELS
-from worker.enhance import Centroids, EnhancementPolicy, enhance, similarity_probability
 
-POLICY = EnhancementPolicy()
+POLICY = EnhancementSettings()
 FEAR_DIR = np.array([1.0, 0.0, 0.0, 0.0])
 DISGUST_DIR = np.array([0.0, 1.0, 0.0, 0.0])
 CENTROIDS = Centroids(labels=("fearful", "disgusted"), vectors=np.stack([FEAR_DIR, DISGUST_DIR]), temperature=0.1)
@@ -75,11 +76,11 @@ def test_dual_emotion_when_both_high_and_close():
 def test_low_confidence_threshold_is_configurable():
     s = scores(happy=0.35, neutral=0.25, surprised=0.2)
     assert "low_confidence" in enhance(s, FEAR_DIR, CENTROIDS, POLICY).flags
-    assert "low_confidence" not in enhance(s, FEAR_DIR, CENTROIDS, EnhancementPolicy(low_confidence=0.3)).flags
+    assert "low_confidence" not in enhance(s, FEAR_DIR, CENTROIDS, EnhancementSettings(low_confidence=0.3)).flags
 
 
 def test_thresholds_are_recorded_with_the_decision():
-    d = enhance(scores(neutral=1.0), FEAR_DIR, CENTROIDS, EnhancementPolicy(review_margin=0.2))
+    d = enhance(scores(neutral=1.0), FEAR_DIR, CENTROIDS, EnhancementSettings(review_margin=0.2))
     assert d.details["policy"]["review_margin"] == 0.2
 
 
@@ -105,7 +106,7 @@ def test_focus_window_evidence_enters_the_fusion():
 
 
 def test_close_fear_disgust_call_only_for_close_calls_with_the_pair_on_top():
-    from worker.enhance import close_fear_disgust_call
+    from analysis.enhance import close_fear_disgust_call
 
     assert close_fear_disgust_call(scores(fearful=0.45, disgusted=0.40, neutral=0.15), POLICY)
     assert not close_fear_disgust_call(scores(fearful=0.7, disgusted=0.2, neutral=0.1), POLICY)

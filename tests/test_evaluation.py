@@ -7,10 +7,10 @@ import matplotlib.image
 import numpy as np
 import pytest
 
+from calibration.evaluation import NothingToEvaluate, confusion_png, evaluate, evaluate_reviewed
 from models import EMOTION_LABELS
 from tests.factories import key_id
 from tests.test_calibration import Synthetic, insert_resolved, score_vector
-from worker.evaluation import NothingToEvaluate, confusion_png, evaluate, evaluate_reviewed
 
 REVIEW_FLAGS = {"fear_disgust_ambiguous", "low_confidence", "dual_emotion"}
 # (true, raw argmax, enhanced, flags)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
 
@@ -26,7 +26,7 @@ def test_csv_and_jsonl_exports(client, keys, sessions, store):
     make_job(sessions, store, b"x", submitter, status="failed", error_code="undecodable_audio")
     make_job(sessions, store, b"x", submitter)  # still queued: not exported
     make_review_item(sessions, key_id(sessions, "submitter2"))
-    finished(sessions, finished_at=datetime.now(timezone.utc))
+    finished(sessions, finished_at=datetime.now(UTC))
 
     response = client.get("/v1/exports/results?format=csv", headers=keys["submitter"])
     assert response.status_code == 200 and response.mimetype == "text/csv"
@@ -43,12 +43,15 @@ def test_csv_and_jsonl_exports(client, keys, sessions, store):
     assert len(lines) == 3
     assert {line["result"]["primary"]["label"] for line in lines if line["status"] == "succeeded"} == {"fearful"}
 
-    tomorrow = (datetime.now(timezone.utc) + timedelta(days=1)).date().isoformat()
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
     later = client.get(f"/v1/exports/results?since={tomorrow}", headers=keys["reviewer"])
     assert len(later.get_data(as_text=True).splitlines()) == 1  # the header alone
 
 
 def test_export_arguments_are_checked(client, keys):
     assert client.get("/v1/exports/results?format=xml", headers=keys["reviewer"]).get_json()["code"] == "invalid_format"
-    assert client.get("/v1/exports/results?since=yesterday", headers=keys["reviewer"]).get_json()["code"] == "invalid_since"
+    assert (
+        client.get("/v1/exports/results?since=yesterday", headers=keys["reviewer"]).get_json()["code"]
+        == "invalid_since"
+    )
     assert client.get("/v1/exports/results").status_code == 401

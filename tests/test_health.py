@@ -22,7 +22,7 @@ def test_readyz_reports_services_and_a_worker_with_its_model(client, worker, mod
 def test_readyz_is_503_when_a_dependency_is_down(settings, database, redis_client, store):
     from api import create_app
 
-    broken = create_app(settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"}))
+    broken = create_app(settings.override({"EMOQ_REDIS_URL": "redis://127.0.0.1:1/0"}))
     response = broken.test_client().get("/readyz")
     assert response.status_code == 503
     body = response.get_json()

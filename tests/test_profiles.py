@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from sqlalchemy import update
 
+from analysis.profile import Profile
+from calibration.profiles import ProfileRefused, activate_profile, active_profile, build_profile, estimate_prior_shift
 from models import EMOTION_LABELS, ReviewItem
 from models.db import transaction
 from tests.factories import key_id, make_review_item
-from worker.profiles import Profile, ProfileRefused, activate_profile, active_profile, build_profile, estimate_prior_shift
 
 
 def test_prior_shift_moves_towards_the_observed_labels():
@@ -26,7 +27,12 @@ def test_neutral_profile_changes_nothing_and_says_so():
     profile = Profile("medical", None)
     scores = np.linspace(1, 9, 9) / 45
     np.testing.assert_allclose(profile.apply(scores), scores)
-    assert profile.describe() == {"domain": "medical", "version": None, "applied": False, "why": "no active profile: neutral"}
+    assert profile.describe() == {
+        "domain": "medical",
+        "version": None,
+        "applied": False,
+        "why": "no active profile: neutral",
+    }
 
 
 def test_build_activate_and_read_back(sessions, keys):
@@ -52,13 +58,15 @@ def test_build_activate_and_read_back(sessions, keys):
 
 
 def test_cli_builds_and_activates_a_profile(cli_env, sessions, keys, capsys):
-    from worker.cli import main
+    from ops.cli import main
 
     submitter = key_id(sessions, "submitter")
     items = [make_review_item(sessions, submitter) for _ in range(3)]
     with transaction(sessions) as session:
         session.execute(
-            update(ReviewItem).where(ReviewItem.id.in_(items)).values(status="resolved", resolved_label="angry", domain="medical")
+            update(ReviewItem)
+            .where(ReviewItem.id.in_(items))
+            .values(status="resolved", resolved_label="angry", domain="medical")
         )
     assert main(["profile", "medical", "--min-items", "5"]) == 1
     assert "3 reviewed items" in capsys.readouterr().err

@@ -110,7 +110,7 @@ def test_concurrent_claims_have_exactly_one_winner(app, keys, sessions):
         barrier = threading.Barrier(2)
         statuses: list[int] = []
 
-        def claim(headers):
+        def claim(headers, item_id=item_id, barrier=barrier, statuses=statuses):
             client = app.test_client()
             barrier.wait()
             statuses.append(client.post(f"/v1/review-items/{item_id}/claim", headers=headers).status_code)
@@ -126,7 +126,7 @@ def test_concurrent_claims_have_exactly_one_winner(app, keys, sessions):
 def test_expired_lease_returns_the_item_to_the_queue(settings, database, redis_client, store, keys, sessions):
     from api import create_app
 
-    app = create_app(settings.model_copy(update={"review_lease_seconds": 1}))
+    app = create_app(settings.override({"EMOQ_REVIEW_LEASE_SECONDS": 1}))
     client = app.test_client()
     item_id = make_review_item(sessions, key_id(sessions, "submitter"))
     assert client.post(f"/v1/review-items/{item_id}/claim", headers=keys["reviewer"]).status_code == 200
@@ -176,7 +176,7 @@ def test_segment_audio_is_the_items_channel_with_a_second_of_context(client, key
     samples, rate = sf.read(io.BytesIO(response.data), dtype="float32")
     assert dominant_hz(samples, rate) == 1000.0  # the right channel's tone ...
     assert band_energy(samples, rate, 440.0) < 1e-4 * band_energy(samples, rate, 1000.0)  # ... and none of the left's
-    assert list(settings.work_dir.glob("review-audio-*")) == []  # the downloaded recording is gone
+    assert list(settings.storage.work_dir.glob("review-audio-*")) == []  # the downloaded recording is gone
 
     admin = client.get(f"/v1/review-items/{item_id}/audio", headers=keys["admin"])
     assert admin.status_code == 200 and admin.data == response.data

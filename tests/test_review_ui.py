@@ -256,7 +256,7 @@ def test_an_expired_lease_is_shown_and_resolving_then_fails_clearly(
 
     from api import create_app
 
-    app = create_app(settings.model_copy(update={"review_lease_seconds": 2}))
+    app = create_app(settings.override({"EMOQ_REVIEW_LEASE_SECONDS": 2}))
     item_id = make_review_item(sessions, key_id(sessions, "submitter"))
     with serving(app) as base:
         _sign_in(page, base, _bearer(keys["reviewer"]))
@@ -322,15 +322,18 @@ def test_reviewer_listens_to_the_segment_and_its_focus_window(live_server, page,
     # Another item: the old object URL is revoked and the new item's audio (missing here) is not the old one.
     page.get_by_role("button", name="Release").click()
     expect(item).to_be_hidden()
-    assert page.evaluate(
-        """(url) => new Promise((done) => {
+    assert (
+        page.evaluate(
+            """(url) => new Promise((done) => {
             const probe = new Audio();
             probe.onloadedmetadata = () => done("loaded");
             probe.onerror = () => done("error");
             probe.src = url;
         })""",
-        old_url,
-    ) == "error"
+            old_url,
+        )
+        == "error"
+    )
     page.locator(f"#queue > li[data-id='{other}'] button").click()
     expect(item).to_have_attribute("data-id", str(other))
     expect(page.locator("#audio-note")).to_contain_text("(recording_missing)")

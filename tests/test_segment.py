@@ -8,6 +8,17 @@ import pytest
 import soxr
 import torch
 
+from analysis.audio import SAMPLE_RATE, decode
+from analysis.quality import measure
+from analysis.segment import (
+    MASK_FRAME_SECONDS,
+    VAD_FRAME_SAMPLES,
+    Segment,
+    load_vad,
+    segment_channel,
+    speech_probabilities,
+)
+from config.settings import QualitySettings, SegmentationSettings
 from tests.audio_fixtures import (
     ffmpeg_exe,
     silence,
@@ -17,18 +28,11 @@ from tests.audio_fixtures import (
     white_noise,
     write_wav,
 )
-from worker.audio import SAMPLE_RATE, decode
-from worker.quality import measure
-from worker.segment import (
-    MASK_FRAME_SECONDS,
-    VAD_FRAME_SAMPLES,
-    Segment,
-    load_vad,
-    segment_channel,
-    speech_probabilities,
-)
 
 RATE = SAMPLE_RATE
+
+LENGTHS = SegmentationSettings()
+QUALITY = QualitySettings()
 
 
 class FakeVad:
@@ -83,7 +87,7 @@ def test_silero_detects_speech_like_audio(tmp_path: Path, rate: int) -> None:
     ids=["tone", "white_noise", "silence"],
 )
 def test_non_speech_gives_no_segments(samples: np.ndarray) -> None:
-    segments, mask = segment_channel(samples, 0)
+    segments, mask = segment_channel(samples, 0, LENGTHS)
     assert segments == []
     assert not mask.any()
 
@@ -95,14 +99,14 @@ def test_silence_gap_splits_segments() -> None:
     samples = np.concatenate(
         [silence(1, RATE), speech_like(4, RATE, 1), silence(2, RATE), speech_like(4, RATE, 2), silence(1, RATE)]
     )
-    segments, mask = segment_channel(samples, 0)
+    segments, mask = segment_channel(samples, 0, LENGTHS)
     assert len(segments) == 2
     for segment, (start, end) in zip(segments, [(1.0, 5.0), (7.0, 11.0)]):
         assert segment.channel == 0
         assert segment.start == pytest.approx(start, abs=0.25)
         assert segment.end == pytest.approx(end, abs=0.25)
     assert len(mask) == math.ceil(len(samples) / VAD_FRAME_SAMPLES)
-    quality = measure(samples, RATE, mask)
+    quality = measure(samples, RATE, mask, QUALITY)
     assert quality.speech_seconds == pytest.approx(8.0, abs=0.5)
     assert quality.snr_db is not None and quality.snr_db > 40
     assert quality.flags == ()
@@ -112,7 +116,7 @@ def test_short_gap_is_merged() -> None:
     samples = np.concatenate(
         [silence(0.5, RATE), speech_like(2, RATE, 3), silence(0.3, RATE), speech_like(2, RATE, 4), silence(0.5, RATE)]
     )
-    segments, _ = segment_channel(samples, 0)
+    segments, _ = segment_channel(samples, 0, LENGTHS)
     assert len(segments) == 1
     assert segments[0].start == pytest.approx(0.5, abs=0.25)
     assert segments[0].end == pytest.approx(4.8, abs=0.25)
@@ -120,7 +124,7 @@ def test_short_gap_is_merged() -> None:
 
 def test_long_speech_is_split_under_hard_max() -> None:
     samples = speech_like(40, RATE, 5)
-    segments, mask = segment_channel(samples, 0)
+    segments, mask = segment_channel(samples, 0, LENGTHS)
     assert len(segments) >= 2
     assert all(s.end - s.start <= 30.0 for s in segments)
     assert sum(s.end - s.start for s in segments) > 0.9 * 40
@@ -133,7 +137,7 @@ def test_segments_are_per_channel(tmp_path: Path) -> None:
     right = np.concatenate([silence(5.5, RATE), speech_like(4, RATE, 7), silence(0.5, RATE)])
     path = write_wav(tmp_path / "call.wav", np.stack([left, right]), RATE)
     channels = decode(path, ffmpeg=ffmpeg_exe(), max_duration_seconds=60).channels
-    by_channel = [segment_channel(samples, index)[0] for index, samples in enumerate(channels)]
+    by_channel = [segment_channel(samples, index, LENGTHS)[0] for index, samples in enumerate(channels)]
     assert [[s.channel for s in segments] for segments in by_channel] == [[0], [1]]
     assert _bounds(by_channel[0])[0] == pytest.approx((0.5, 4.5), abs=0.25)
     assert _bounds(by_channel[1])[0] == pytest.approx((5.5, 9.5), abs=0.25)
@@ -143,7 +147,7 @@ def test_segments_are_per_channel(tmp_path: Path) -> None:
 
 
 def _fake_segments(seconds: float, *spans: tuple[float, float]) -> list[tuple[float, float]]:
-    segments, _ = segment_channel(silence(seconds, RATE), 2, vad=FakeVad(*spans))
+    segments, _ = segment_channel(silence(seconds, RATE), 2, LENGTHS, vad=FakeVad(*spans))
     assert all(s.channel == 2 for s in segments)
     return _bounds(segments)
 
@@ -188,22 +192,22 @@ def test_isolated_bits_under_0_3_s_are_dropped() -> None:
 
 def test_one_word_clip_goes_through_the_vad(tmp_path: Path) -> None:
     word = decode(speak("Hello?", tmp_path / "w.wav"), ffmpeg=ffmpeg_exe(), max_duration_seconds=60).channels[0]
-    segments, _ = segment_channel(np.concatenate([word, silence(0.5, RATE)]), 0)
+    segments, _ = segment_channel(np.concatenate([word, silence(0.5, RATE)]), 0, LENGTHS)
     assert len(segments) == 1
     assert segments[0].end < len(word) / RATE  # espeak's trailing silence is left out
 
 
 def test_short_clip_with_sound_is_one_segment() -> None:
-    segments, mask = segment_channel(speech_like(0.4, RATE, 8), 3)
+    segments, mask = segment_channel(speech_like(0.4, RATE, 8), 3, LENGTHS)
     assert segments == [Segment(3, 0.0, 0.4)]
     assert mask.all()
 
 
 def test_short_clip_of_silence_or_too_brief_gives_nothing() -> None:
-    assert segment_channel(silence(0.4, RATE), 0)[0] == []
-    assert segment_channel(white_noise(0.4, RATE, 1e-4), 0)[0] == []
-    assert segment_channel(speech_like(0.2, RATE, 9), 0)[0] == []
-    assert segment_channel(np.zeros(0, np.float32), 0)[0] == []
+    assert segment_channel(silence(0.4, RATE), 0, LENGTHS)[0] == []
+    assert segment_channel(white_noise(0.4, RATE, 1e-4), 0, LENGTHS)[0] == []
+    assert segment_channel(speech_like(0.2, RATE, 9), 0, LENGTHS)[0] == []
+    assert segment_channel(np.zeros(0, np.float32), 0, LENGTHS)[0] == []
 
 
 # espeak-ng speech ------------------------------------------------------------
@@ -218,8 +222,8 @@ def test_espeak_sentences_are_segmented(tmp_path: Path, telephone: bool) -> None
         parts = [_decoded(tmp_path, soxr.resample(part, RATE, 8000), 8000) for part in parts]
     gap_start = 0.5 + len(parts[0]) / RATE
     samples = np.concatenate([silence(0.5, RATE), parts[0], silence(2.5, RATE), parts[1], silence(0.5, RATE)])
-    segments, mask = segment_channel(samples, 0)
+    segments, mask = segment_channel(samples, 0, LENGTHS)
     assert len(segments) >= 2
     assert not any(s.start < gap_start + 1.0 < s.end for s in segments)  # nothing spans the gap
     assert segments[0].start == pytest.approx(0.5, abs=0.3)
-    assert measure(samples, RATE, mask).speech_seconds > 0.7 * (len(parts[0]) + len(parts[1])) / RATE
+    assert measure(samples, RATE, mask, QUALITY).speech_seconds > 0.7 * (len(parts[0]) + len(parts[1])) / RATE

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from worker.timeline import build_timeline, dominant_runs, pool_windows
+from analysis.timeline import build_timeline, dominant_runs, pool_windows
 
 
 def test_pool_windows_means_each_window():

@@ -49,13 +49,22 @@ def test_finished_job_is_announced_to_its_callback_url(client, keys, worker, rec
     wait_until(lambda: received, 60, "the webhook")
     event = json.loads(received[0]["body"])
     assert event == {
-        "event": "job.finished", "id": job_id, "status": "succeeded", "error": None, "external_id": "c-7",
-        "finished_at": event["finished_at"], "links": {"job": f"/v1/jobs/{job_id}"},
+        "event": "job.finished",
+        "id": job_id,
+        "status": "succeeded",
+        "error": None,
+        "external_id": "c-7",
+        "finished_at": event["finished_at"],
+        "links": {"job": f"/v1/jobs/{job_id}"},
     }
     assert received[0]["headers"]["X-Emoq-Event"] == "job.finished"
     job = wait_until(
-        lambda: (b := client.get(f"/v1/jobs/{job_id}", headers=keys["submitter"]).get_json())["callback"]["delivered_at"] and b,
-        30, "delivery to be recorded",
+        lambda: (
+            (b := client.get(f"/v1/jobs/{job_id}", headers=keys["submitter"]).get_json())["callback"]["delivered_at"]
+            and b
+        ),
+        30,
+        "delivery to be recorded",
     )
     assert job["callback"]["url"] == url and job["callback"]["error"] is None
 
@@ -65,7 +74,7 @@ def test_delivery_is_signed_recorded_and_retried_on_failure(settings, sessions, 
     job = make_job(sessions, store, b"x", key_id(sessions, "submitter"), status="failed", callback_url=url)
     with transaction(sessions) as session:
         session.get(Job, job.id).error_code = "undecodable_audio"
-    signed = settings.model_copy(update={"webhook_secret": "s3cret"})
+    signed = settings.webhooks.model_copy(update={"secret": "s3cret"})
     state["failing"] = True
     with pytest.raises(WebhookFailed, match="503"):
         deliver(sessions, signed, job.id)
@@ -80,10 +89,16 @@ def test_delivery_is_signed_recorded_and_retried_on_failure(settings, sessions, 
 
 
 def test_unreachable_endpoint_is_a_retryable_failure(settings, sessions, store, keys):
-    job = make_job(sessions, store, b"x", key_id(sessions, "submitter"), status="succeeded",
-                   callback_url="http://127.0.0.1:9/nothing-listens-here")
+    job = make_job(
+        sessions,
+        store,
+        b"x",
+        key_id(sessions, "submitter"),
+        status="succeeded",
+        callback_url="http://127.0.0.1:9/nothing-listens-here",
+    )
     with pytest.raises(WebhookFailed):
-        deliver(sessions, settings, job.id)
+        deliver(sessions, settings.webhooks, job.id)
 
 
 def test_private_addresses_are_refused_unless_allowed(settings, sessions, store, keys, receiver):
@@ -92,7 +107,7 @@ def test_private_addresses_are_refused_unless_allowed(settings, sessions, store,
     url, received, _ = receiver
     job = make_job(sessions, store, b"x", key_id(sessions, "submitter"), status="succeeded", callback_url=url)
     with pytest.raises(WebhookRefused):
-        deliver(sessions, settings.model_copy(update={"webhook_allow_private": False}), job.id)
+        deliver(sessions, settings.webhooks.model_copy(update={"allow_private": False}), job.id)
     assert received == []
     with sessions() as session:
         assert session.get(Job, job.id).callback_error == "refused: 127.0.0.1 is a private address"
@@ -105,5 +120,5 @@ def test_bad_callback_url_is_refused(client, keys):
 
 def test_no_callback_for_unfinished_jobs(settings, sessions, store, keys):
     job = make_job(sessions, store, b"x", key_id(sessions, "submitter"), callback_url="http://127.0.0.1:9/x")
-    assert deliver(sessions, settings, job.id) is False
-    assert deliver(sessions, settings, uuid.uuid4()) is False
+    assert deliver(sessions, settings.webhooks, job.id) is False
+    assert deliver(sessions, settings.webhooks, uuid.uuid4()) is False

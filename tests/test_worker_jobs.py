@@ -45,12 +45,12 @@ def test_redelivered_job_does_not_duplicate_its_result(worker_ctx, sessions, sto
 
 def test_a_lost_delivery_that_already_saved_is_not_saved_twice(worker_ctx, sessions, store, keys):
     """Died after the result committed? The row says succeeded; nothing runs again."""
+    from analysis.pipeline import analyse
     from worker.jobs import persist, store_artifacts
-    from worker.pipeline import analyse
 
     job = make_job(sessions, store, wav_bytes(voiced(2.0)), key_id(sessions, "submitter"))
     spec = start_job(worker_ctx, Delivery(job.id, job.task_id))
-    path = worker_ctx.settings.work_dir / f"{job.id}.wav"
+    path = worker_ctx.settings.storage.work_dir / f"{job.id}.wav"
     path.write_bytes(wav_bytes(voiced(2.0)))
     analysis = analyse(path, spec, worker_ctx.engine, None, worker_ctx.settings)
     persist(worker_ctx, spec, analysis, store_artifacts(worker_ctx, spec, analysis))
@@ -68,18 +68,18 @@ def test_stale_message_for_a_republished_job_is_skipped(worker_ctx, sessions, st
 def test_job_that_keeps_killing_its_worker_fails_as_worker_lost(worker_ctx, sessions, store, keys, settings):
     job = make_job(sessions, store, wav_bytes(voiced(1.0)), key_id(sessions, "submitter"))
     delivery = Delivery(job.id, job.task_id)
-    for _ in range(settings.max_deliveries):
+    for _ in range(settings.queue.max_deliveries):
         # Each start leaves the job 'running', as a worker killed mid-analysis would.
         assert start_job(worker_ctx, delivery) is not None
     assert start_job(worker_ctx, delivery) is None  # the next delivery finds it lost too often
     row = job_row(sessions, job.id)
     assert row.status == "failed" and row.error_code == "worker_lost"
-    assert row.lost_deliveries == settings.max_deliveries
+    assert row.lost_deliveries == settings.queue.max_deliveries
     assert result_count(sessions, job.id) == 0
 
 
 def test_model_unavailable_fails_jobs_instead_of_hanging(settings, sessions, store, keys, tmp_path):
-    ctx = WorkerContext(settings.model_copy(update={"model": str(tmp_path / "no-such-model")}), sessions, store)
+    ctx = WorkerContext(settings.override({"EMOQ_MODEL": str(tmp_path / "no-such-model")}), sessions, store)
     ctx.load_model()
     assert ctx.engine is None and "does not exist" in ctx.model_error
     job = make_job(sessions, store, wav_bytes(voiced(1.0)), key_id(sessions, "submitter"))
@@ -111,7 +111,7 @@ def test_duplicate_message_through_the_real_worker_makes_one_result(client, keys
     response = submit(client, keys["submitter"], wav_bytes(voiced(2.0)))
     job_id = uuid.UUID(response.get_json()["id"])
     task_id = job_row(sessions, job_id).task_id
-    app.extensions["emoq"].publish(job_id, task_id)  # a second copy of the same message
+    app.extensions["emoq"].publisher.analysis(job_id, task_id)  # a second copy of the same message
     wait_for_job(client, keys["submitter"], str(job_id))
     wait_until(lambda: job_row(sessions, job_id).status == "succeeded", 30, "job to succeed")
     assert result_count(sessions, job_id) == 1

@@ -15,17 +15,17 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from analysis.engine import EmotionEngine, ModelUnavailable
+from analysis.enhance import Centroids
+from analysis.profile import Profile
+from broker import HEARTBEAT_PREFIX
+from calibration.profiles import active_profile
 from config import Settings
 from models import Calibration
 from models.db import make_engine, make_session_factory
 from storage import ObjectStore
-from worker.celery_app import HEARTBEAT_PREFIX
-from worker.engine import EmotionEngine, ModelUnavailable
-from worker.enhance import Centroids
-from worker.profiles import Profile, active_profile
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -39,17 +39,8 @@ class WorkerContext:
     _centroid_key: object = field(default=None)
 
     def load_model(self) -> None:
-        s = self.settings
         try:
-            self.engine = EmotionEngine.load(
-                s.model,
-                revision=s.model_revision,
-                device=s.device,
-                ncpu=s.ncpu,
-                precision=s.precision,
-                max_batch_seconds=s.max_batch_seconds,
-                max_padding_ratio=s.max_padding_ratio,
-            )
+            self.engine = EmotionEngine.load(self.settings.engine)
             self.model_error = None
         except ModelUnavailable as exc:
             self.engine, self.model_error = None, str(exc)
@@ -64,13 +55,13 @@ class WorkerContext:
             query = query.where(Calibration.model_id == self.engine.info.model_id)
         with self.sessions() as session:
             active = session.execute(query).first()
-        key: object = ("db", active.version) if active else ("file", self.settings.centroid_file)
+        key: object = ("db", active.version) if active else ("file", self.settings.enhancement.centroid_file)
         if key != self._centroid_key:
             if active:
                 data = self.store.get_bytes(active.object_key)
                 self._centroids = Centroids.from_npz(data, version=active.version, source="calibration")
-            elif self.settings.centroid_file:
-                self._centroids = Centroids.from_npz(self.settings.centroid_file, source="file")
+            elif self.settings.enhancement.centroid_file:
+                self._centroids = Centroids.from_npz(self.settings.enhancement.centroid_file, source="file")
             else:
                 self._centroids = None
             self._centroid_key = key
@@ -88,7 +79,7 @@ class WorkerContext:
             "model_loaded": self.engine is not None,
             "model": self.engine.info.as_dict() if self.engine else None,
             "model_error": self.model_error,
-            "queue": self.settings.queue,
+            "queue": self.settings.queue.analysis_queue,
         }
 
 
@@ -100,8 +91,8 @@ def get_context(settings: Settings) -> WorkerContext:
     global _context
     with _lock:
         if _context is None:
-            store = ObjectStore(settings)
-            context = WorkerContext(settings, make_session_factory(make_engine(settings.database_url)), store)
+            store = ObjectStore(settings.storage)
+            context = WorkerContext(settings, make_session_factory(make_engine(settings.storage.database_url)), store)
             context.load_model()
             _start_heartbeat(context)
             _context = context
@@ -110,8 +101,8 @@ def get_context(settings: Settings) -> WorkerContext:
 
 def _start_heartbeat(context: WorkerContext) -> None:
     """Publish this process's model status in Redis for /readyz."""
-    interval = context.settings.worker_heartbeat_seconds
-    client = redis.Redis.from_url(context.settings.redis_url)
+    interval = context.settings.queue.worker_heartbeat_seconds
+    client = redis.Redis.from_url(context.settings.queue.redis_url)
     key = f"{HEARTBEAT_PREFIX}{socket.gethostname()}:{os.getpid()}"
 
     def beat() -> None:

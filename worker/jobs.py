@@ -10,19 +10,19 @@ import logging
 import tempfile
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
+from analysis.audio import AudioError
+from analysis.pipeline import Analysis, InvalidChannelRoles, JobSpec, analyse
 from models import EMOTION_LABELS, Job, JobStatus, Result, ReviewItem
 from models.db import transaction
 from storage import ObjectMissing
-from worker.audio import AudioError
 from worker.context import WorkerContext
-from worker.pipeline import Analysis, InvalidChannelRoles, JobSpec, analyse
 
 log = logging.getLogger(__name__)
 
@@ -42,30 +42,16 @@ class Delivery:
     task_id: uuid.UUID
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def start_job(ctx: WorkerContext, delivery: Delivery) -> JobSpec | None:
     """Mark the job running and count the delivery; None when this delivery must not run."""
     with transaction(ctx.sessions) as session:
         job = session.get(Job, delivery.job_id, with_for_update=True)
-        if job is None or job.status in (JobStatus.succeeded.value, JobStatus.failed.value):
+        if job is None:
             return None
-        if job.task_id != delivery.task_id:
-            log.info("job %s: skipping stale message %s", job.id, delivery.task_id)
+        if not job.start(delivery.task_id, ctx.settings.queue.max_deliveries):
+            if job.task_id != delivery.task_id:
+                log.info("job %s: skipping stale message %s", job.id, delivery.task_id)
             return None
-        if job.status == JobStatus.running.value:
-            # Still 'running' at a new delivery of the same message: the last
-            # delivery died with its worker (killed, out of memory, hard time limit).
-            job.lost_deliveries += 1
-        job.attempts += 1
-        if job.lost_deliveries >= ctx.settings.max_deliveries:
-            job.fail("worker_lost", f"the worker was lost {job.lost_deliveries} times while analysing this recording")
-            return None
-        job.status = JobStatus.running.value
-        job.started_at = _now()
-        job.error_code = job.error_message = None
         return JobSpec(
             job_id=str(job.id),
             object_key=job.object_key,
@@ -84,12 +70,10 @@ def fail_job(ctx: WorkerContext, job_id: uuid.UUID, code: str, message: str) -> 
 
 
 def release_for_retry(ctx: WorkerContext, job_id: uuid.UUID, reason: str) -> None:
-    """Back to 'queued' so the retry's delivery is not mistaken for a lost one."""
     with transaction(ctx.sessions) as session:
         job = session.get(Job, job_id, with_for_update=True)
-        if job is not None and job.status == JobStatus.running.value:
-            job.status = JobStatus.queued.value
-            job.error_message = f"retrying: {reason}"[:2000]
+        if job is not None:
+            job.release_for_retry(reason)
 
 
 def fetch_recording(ctx: WorkerContext, key: str, directory: Path) -> Path:
@@ -118,16 +102,47 @@ def store_artifacts(ctx: WorkerContext, spec: JobSpec, analysis: Analysis) -> di
     return keys
 
 
-def persist(ctx: WorkerContext, spec: JobSpec, analysis: Analysis, frame_keys: dict[int, str]) -> None:
-    """Result, review items and the job's success in one transaction; a
-    redelivered job finds its result already there and changes nothing."""
-    review_flags = ctx.settings.review_flags_for(spec.domain)
+def result_values(analysis: Analysis, review_flags: frozenset[str], frame_keys: dict[int, str]) -> dict[str, Any]:
+    """What a finished job stores as its result (the row, less its ids):
+    ``GET /v1/jobs/{id}`` and the exports read it back as it is."""
     label, confidence = analysis.primary
     segments = []
     for s in analysis.segments:
         row = s.as_dict()
         row["frames_key"] = frame_keys.get(s.index)
         segments.append(row)
+    return {
+        "model_id": analysis.model.model_id,
+        "model_revision": analysis.model.revision,
+        "model_random_weights": analysis.model.random_weights,
+        "primary_label": label,
+        "primary_confidence": confidence,
+        "scores": {k: float(v) for k, v in zip(EMOTION_LABELS, analysis.scores)},
+        "embedding": [float(x) for x in analysis.embedding],
+        "embedding_dim": int(analysis.embedding.shape[0]),
+        "enhancement": {
+            "policy_review_flags": sorted(review_flags),
+            "calibration_version": analysis.calibration_version,
+            "domain_profile": analysis.domain_profile,
+            "segments_redecided": sum(
+                1
+                for s in analysis.segments
+                if (s.decision.details.get("fear_disgust") or {}).get("redecision") == "applied"
+            ),
+            "model": analysis.model.as_dict(),
+        },
+        "flags": analysis.flags,
+        "segments": segments,
+        "aggregate": {**analysis.aggregate, "channel_quality": analysis.channel_quality},
+        "calibration_version": analysis.calibration_version,
+    }
+
+
+def persist(ctx: WorkerContext, spec: JobSpec, analysis: Analysis, frame_keys: dict[int, str]) -> None:
+    """Result, review items and the job's success in one transaction; a
+    redelivered job finds its result already there and changes nothing."""
+    review_flags = ctx.settings.review.flags_for(spec.domain)
+    values = result_values(analysis, review_flags, frame_keys)
     job_id = uuid.UUID(spec.job_id)
     with transaction(ctx.sessions) as session:
         job = session.get(Job, job_id, with_for_update=True)
@@ -135,33 +150,7 @@ def persist(ctx: WorkerContext, spec: JobSpec, analysis: Analysis, frame_keys: d
             return
         result_id = session.execute(
             insert(Result)
-            .values(
-                id=uuid.uuid4(),
-                job_id=job_id,
-                model_id=analysis.model.model_id,
-                model_revision=analysis.model.revision,
-                model_random_weights=analysis.model.random_weights,
-                primary_label=label,
-                primary_confidence=confidence,
-                scores={k: float(v) for k, v in zip(EMOTION_LABELS, analysis.scores)},
-                embedding=[float(x) for x in analysis.embedding],
-                embedding_dim=int(analysis.embedding.shape[0]),
-                enhancement={
-                    "policy_review_flags": sorted(review_flags),
-                    "calibration_version": analysis.calibration_version,
-                    "domain_profile": analysis.domain_profile,
-                    "segments_redecided": sum(
-                        1
-                        for s in analysis.segments
-                        if (s.decision.details.get("fear_disgust") or {}).get("redecision") == "applied"
-                    ),
-                    "model": analysis.model.as_dict(),
-                },
-                flags=analysis.flags,
-                segments=segments,
-                aggregate={**analysis.aggregate, "channel_quality": analysis.channel_quality},
-                calibration_version=analysis.calibration_version,
-            )
+            .values(id=uuid.uuid4(), job_id=job_id, **values)
             .on_conflict_do_nothing(index_elements=[Result.job_id])
             .returning(Result.id)
         ).scalar()
@@ -190,18 +179,17 @@ def persist(ctx: WorkerContext, spec: JobSpec, analysis: Analysis, frame_keys: d
                         "flags": s.decision.flags,
                         "enhancement": s.decision.details,
                         "enhanced_scores": s.decision.scores_dict(),
-                        "quality": segments[s.index]["quality"],
+                        "quality": values["segments"][s.index]["quality"],
                     },
                     status="pending",
                 )
                 .on_conflict_do_nothing(constraint="uq_review_items_result_segment")
             )
-        job.status = JobStatus.succeeded.value
-        job.finished_at = _now()
-        job.duration_seconds = analysis.audio.duration_seconds
-        job.sample_rate = analysis.audio.source_sample_rate
-        job.channels = analysis.audio.source_channels
-        job.error_code = job.error_message = None
+        job.succeed(
+            duration_seconds=analysis.audio.duration_seconds,
+            sample_rate=analysis.audio.source_sample_rate,
+            channels=analysis.audio.source_channels,
+        )
 
 
 def run_job(ctx: WorkerContext, delivery: Delivery) -> None:
@@ -213,8 +201,8 @@ def run_job(ctx: WorkerContext, delivery: Delivery) -> None:
         if ctx.engine is None:
             raise JobFailed("model_unavailable", ctx.model_error or "no model loaded")
         centroids = ctx.centroids()
-        ctx.settings.work_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=ctx.settings.work_dir) as tmp:
+        ctx.settings.storage.work_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=ctx.settings.storage.work_dir) as tmp:
             path = fetch_recording(ctx, spec.object_key, Path(tmp))
             try:
                 analysis = analyse(path, spec, ctx.engine, centroids, ctx.settings, ctx.domain_profile(spec.domain))

@@ -10,54 +10,27 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import or_, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from config import Settings
+from broker import Publisher
+from config.settings import QueueSettings
 from models import Job, JobStatus
 from models.db import transaction
 
 log = logging.getLogger(__name__)
 
-Publish = Callable[[uuid.UUID, uuid.UUID], None]
-
 # A job row younger than this may still be between its commit and its publish.
 PUBLISH_GRACE = timedelta(seconds=30)
 
 
-def publish_job(sessions: sessionmaker[Session], job_id: uuid.UUID, task_id: uuid.UUID, publish: Publish) -> bool:
-    """Publish, then record when; a failed publish leaves enqueued_at empty for the sweep."""
-    try:
-        publish(job_id, task_id)
-    except Exception as exc:  # any broker error: the sweep will publish it later
-        log.warning("could not enqueue job %s: %s", job_id, exc)
-        return False
-    try:
-        with transaction(sessions) as session:
-            job = session.get(Job, job_id)
-            if job is not None and job.task_id == task_id:
-                job.enqueued_at = datetime.now(timezone.utc)
-    except SQLAlchemyError as exc:
-        # Published all the same; at worst the sweep publishes it once more
-        # and the worker skips the stale copy.
-        log.warning("job %s published, but enqueued_at not recorded: %s", job_id, exc)
-    return True
-
-
-def sweep_stale_jobs(
-    sessions: sessionmaker[Session],
-    settings: Settings,
-    publish: Publish,
-    notify: Callable[[uuid.UUID], None] | None = None,
-) -> dict[str, int]:
-    """``notify`` is called, after the commit, for each job the sweep failed."""
-    now = datetime.now(timezone.utc)
-    stale_queued = now - timedelta(seconds=settings.stale_queued_seconds)
-    stale_running = now - timedelta(seconds=settings.task_time_limit_seconds + 60)
+def sweep_stale_jobs(sessions: sessionmaker[Session], queue: QueueSettings, publisher: Publisher) -> dict[str, int]:
+    """Re-publish lost jobs; announce (after the commit) each job the sweep failed."""
+    now = datetime.now(UTC)
+    stale_queued = now - timedelta(seconds=queue.stale_queued_seconds)
+    stale_running = now - timedelta(seconds=queue.task_time_limit_seconds + 60)
     republish: list[tuple[uuid.UUID, uuid.UUID]] = []
     failed: list[uuid.UUID] = []
     with transaction(sessions) as session:
@@ -77,19 +50,13 @@ def sweep_stale_jobs(
             .limit(500)
         ).all()
         for job in jobs:
-            if job.status == JobStatus.running.value:
-                job.lost_deliveries += 1
-                if job.lost_deliveries >= settings.max_deliveries:
-                    job.fail("worker_lost", f"no worker finished this job in {job.lost_deliveries} deliveries")
-                    failed.append(job.id)
-                    continue
-                job.status = JobStatus.queued.value
-            job.task_id = uuid.uuid4()
-            job.enqueued_at = None
-            republish.append((job.id, job.task_id))
-    published = sum(publish_job(sessions, job_id, task_id, publish) for job_id, task_id in republish)
-    for job_id in failed if notify else ():
-        notify(job_id)
+            if job.status == JobStatus.running.value and not job.recover_stale_run(queue.max_deliveries):
+                failed.append(job.id)
+                continue
+            republish.append((job.id, job.republish()))
+    published = sum(publisher.analysis(job_id, task_id) for job_id, task_id in republish)
+    for job_id in failed:
+        publisher.job_finished(job_id)
     if republish or failed:
         log.info("sweep: re-published %d of %d jobs, failed %d", published, len(republish), len(failed))
     return {"republished": published, "failed": len(failed)}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
-from functools import partial
 
 from billiard.exceptions import SoftTimeLimitExceeded
 from celery import Task, shared_task
@@ -14,9 +14,10 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 from urllib3.exceptions import HTTPError
 
+from broker import ANALYSE_TASK, NOTIFY_TASK, SWEEP_TASK, Publisher
 from config import load_settings
-from worker.celery_app import ANALYSE_TASK, NOTIFY_TASK, SWEEP_TASK, publish_analysis
-from worker.context import get_context
+from config.settings import QueueSettings
+from worker.context import WorkerContext, get_context
 from worker.jobs import Delivery, fail_job, release_for_retry, run_job
 from worker.sweep import sweep_stale_jobs
 from worker.webhooks import WebhookFailed, WebhookRefused, deliver, pending_callback
@@ -34,39 +35,37 @@ def _load_model_at_start(**_kwargs) -> None:
 
 @shared_task(bind=True, name=ANALYSE_TASK)
 def analyse_recording(self: Task, job_id: str) -> None:
-    settings = load_settings()
-    ctx = get_context(settings)
+    ctx = get_context(load_settings())
     delivery = Delivery(uuid.UUID(job_id), uuid.UUID(self.request.id))
     _analyse(self, ctx, delivery)  # raises Retry on transient failures: not finished, nothing to announce
     try:
         if pending_callback(ctx.sessions, delivery.job_id):
-            self.app.send_task(NOTIFY_TASK, args=[job_id])
+            Publisher(self.app, ctx.sessions).job_finished(delivery.job_id)
     except TRANSIENT as exc:  # the result is saved; only the announcement is lost
         log.warning("job %s: could not queue its webhook: %s", job_id, exc)
 
 
-def _backoff(settings, retries: int) -> int:
-    return min(settings.retry_backoff_max_seconds, 2 ** (retries + 1))
+def _backoff(queue: QueueSettings, retries: int) -> int:
+    return min(queue.retry_backoff_max_seconds, 2 ** (retries + 1))
 
 
-def _analyse(self: Task, ctx, delivery: Delivery) -> None:
-    settings = ctx.settings
+def _analyse(self: Task, ctx: WorkerContext, delivery: Delivery) -> None:
+    queue = ctx.settings.queue
     job_id = str(delivery.job_id)
     try:
         run_job(ctx, delivery)
     except SoftTimeLimitExceeded:
-        fail_job(ctx, delivery.job_id, "time_limit", f"analysis took longer than {settings.task_time_limit_seconds} s")
+        fail_job(ctx, delivery.job_id, "time_limit", f"analysis took longer than {queue.task_time_limit_seconds} s")
     except TRANSIENT as exc:
-        if self.request.retries >= settings.retry_max:
-            fail_job(ctx, delivery.job_id, "transient_failure", f"gave up after {settings.retry_max} retries: {exc}")
+        if self.request.retries >= queue.retry_max:
+            fail_job(ctx, delivery.job_id, "transient_failure", f"gave up after {queue.retry_max} retries: {exc}")
             return
-        countdown = _backoff(settings, self.request.retries)
+        countdown = _backoff(queue, self.request.retries)
         log.warning("job %s: transient failure, retry in %d s: %s", job_id, countdown, exc)
-        try:
+        # If the database is what failed, the retry's delivery counts this one as lost.
+        with contextlib.suppress(*TRANSIENT):
             release_for_retry(ctx, delivery.job_id, str(exc))
-        except TRANSIENT:
-            pass  # the database is what failed; the retry's delivery will count it as lost
-        raise self.retry(exc=exc, countdown=countdown, max_retries=settings.retry_max)
+        raise self.retry(exc=exc, countdown=countdown, max_retries=queue.retry_max) from exc
     except Exception as exc:
         # A bug, not the recording's fault: fail the job visibly rather than
         # leave it queued with its message acknowledged.
@@ -76,23 +75,21 @@ def _analyse(self: Task, ctx, delivery: Delivery) -> None:
 
 @shared_task(bind=True, name=SWEEP_TASK)
 def sweep(self: Task) -> dict[str, int]:
-    settings = load_settings()
-    ctx = get_context(settings)
-    return sweep_stale_jobs(
-        ctx.sessions, settings, partial(publish_analysis, self.app), notify=lambda job_id: self.app.send_task(NOTIFY_TASK, args=[str(job_id)])
-    )
+    ctx = get_context(load_settings())
+    return sweep_stale_jobs(ctx.sessions, ctx.settings.queue, Publisher(self.app, ctx.sessions))
 
 
 @shared_task(bind=True, name=NOTIFY_TASK)
 def notify(self: Task, job_id: str) -> None:
-    settings = load_settings()
-    ctx = get_context(settings)
+    ctx = get_context(load_settings())
+    webhooks = ctx.settings.webhooks
     try:
-        deliver(ctx.sessions, settings, uuid.UUID(job_id))
+        deliver(ctx.sessions, webhooks, uuid.UUID(job_id))
     except WebhookRefused as exc:
         log.warning("job %s: webhook refused: %s", job_id, exc)
     except (WebhookFailed, *TRANSIENT) as exc:
-        if self.request.retries >= settings.webhook_max_retries:
+        if self.request.retries >= webhooks.max_retries:
             log.warning("job %s: webhook given up after %d retries: %s", job_id, self.request.retries, exc)
             return
-        raise self.retry(exc=exc, countdown=_backoff(settings, self.request.retries), max_retries=settings.webhook_max_retries)
+        countdown = _backoff(ctx.settings.queue, self.request.retries)
+        raise self.retry(exc=exc, countdown=countdown, max_retries=webhooks.max_retries) from exc

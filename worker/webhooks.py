@@ -13,13 +13,13 @@ import ipaddress
 import json
 import socket
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import urllib3
 from sqlalchemy.orm import Session, sessionmaker
 
-from config import Settings
+from config.settings import WebhookSettings
 from models import Job, JobStatus
 from models.db import transaction
 
@@ -42,8 +42,14 @@ def _private_address(url: str) -> str | None:
     except socket.gaierror:
         return None  # unresolvable: the POST fails and is retried
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
-        if address.is_private or address.is_loopback or address.is_link_local or address.is_reserved or address.is_multicast:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if (
+            address.is_private
+            or address.is_loopback
+            or address.is_link_local
+            or address.is_reserved
+            or address.is_multicast
+        ):
             return str(address)
     return None
 
@@ -70,23 +76,28 @@ def pending_callback(sessions: sessionmaker[Session], job_id: uuid.UUID) -> bool
         return bool(job and job.callback_url and job.status in _FINISHED and job.callback_delivered_at is None)
 
 
-def deliver(sessions: sessionmaker[Session], settings: Settings, job_id: uuid.UUID) -> bool:
+def deliver(sessions: sessionmaker[Session], webhooks: WebhookSettings, job_id: uuid.UUID) -> bool:
     """POST the event once; raises WebhookFailed (recorded on the job) for a retry."""
     with sessions() as session:
         job = session.get(Job, job_id)
         if not job or not job.callback_url or job.status not in _FINISHED or job.callback_delivered_at:
             return False
         url, body = job.callback_url, json.dumps(event_body(job)).encode()
-    if not settings.webhook_allow_private and (address := _private_address(url)):
+    if not webhooks.allow_private and (address := _private_address(url)):
         _record(sessions, job_id, error=f"refused: {address} is a private address")
         raise WebhookRefused(address)
     headers = {"Content-Type": "application/json", "User-Agent": "emoq-webhook/1", "X-Emoq-Event": EVENT}
-    if settings.webhook_secret:
-        headers["X-Emoq-Signature"] = signature(body, settings.webhook_secret)
+    if webhooks.secret:
+        headers["X-Emoq-Signature"] = signature(body, webhooks.secret)
     try:
         response = urllib3.request(
-            "POST", url, body=body, headers=headers, timeout=settings.webhook_timeout_seconds,
-            retries=False, redirect=False,
+            "POST",
+            url,
+            body=body,
+            headers=headers,
+            timeout=webhooks.timeout_seconds,
+            retries=False,
+            redirect=False,
         )
         error = None if 200 <= response.status < 300 else f"HTTP {response.status}"
     except urllib3.exceptions.HTTPError as exc:
@@ -100,6 +111,8 @@ def deliver(sessions: sessionmaker[Session], settings: Settings, job_id: uuid.UU
 def _record(sessions: sessionmaker[Session], job_id: uuid.UUID, *, error: str | None) -> None:
     with transaction(sessions) as session:
         job = session.get(Job, job_id)
+        if job is None:  # erased meanwhile
+            return
         if error is None:
-            job.callback_delivered_at = datetime.now(timezone.utc)
+            job.callback_delivered_at = datetime.now(UTC)
         job.callback_error = error and error[:500]

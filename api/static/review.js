@@ -467,7 +467,7 @@
         rows.push(["Calibration version", String(fd.calibration_version)]);
       }
       if (typeof fd.changed_decision === "boolean") rows.push(["Enhancement changed the label", fd.changed_decision ? "yes" : "no"]);
-      const fw = fd.focus_window; // worker.focus: the stretch where fear and disgust separate most
+      const fw = fd.focus_window; // analysis.focus: the stretch where fear and disgust separate most
       if (fw && typeof fw === "object") {
         const offset = isNum(item.segment && item.segment.start) ? item.segment.start : null;
         let where = `${num(fw.start, 2)}–${num(fw.end, 2)} s into the segment`;
@@ -611,7 +611,7 @@
     }
   }
 
-  // worker.focus: the stretch where fear and disgust separate most, relative to the segment start.
+  // analysis.focus: the stretch where fear and disgust separate most, relative to the segment start.
   function showFocusWindow(item, fw) {
     const ok = fw && typeof fw === "object" && isNum(fw.start) && isNum(fw.end) && fw.end > fw.start;
     listen.focus = ok ? { start: fw.start, end: fw.end } : null;

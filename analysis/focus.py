@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from models import EMOTION_LABELS
-from worker.engine import SAMPLE_RATE, EmotionEngine
-from worker.timeline import pool_windows
+from analysis.engine import SAMPLE_RATE, EmotionEngine
+from analysis.labels import EMOTION_LABELS
+from analysis.timeline import pool_windows
 
 _FEAR, _DISGUST = EMOTION_LABELS.index("fearful"), EMOTION_LABELS.index("disgusted")
 WINDOW_WIDTHS = (0.3, 0.5, 0.8)
@@ -40,6 +40,8 @@ def find_window(
 def focus_evidence(engine: EmotionEngine, clip: np.ndarray) -> dict | None:
     """Find the window on one forward pass's frames, then score the crop alone."""
     (scored,) = engine.score([clip], keep_frames=True)
+    if scored.frames is None:
+        return None
     found = find_window(scored.frames, engine.info.frame_rate, engine)
     if found is None:
         return None

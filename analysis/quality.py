@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from config.settings import QualitySettings
+
 _FRAME_SECONDS = 0.02
 _CLIP_LEVEL = 0.999
 # Noise power floor (-100 dBFS): digital silence would otherwise make the
@@ -35,10 +37,7 @@ def measure(
     samples: np.ndarray,
     sample_rate: int,
     speech_mask: np.ndarray | None,
-    *,
-    low_snr_db: float = 15.0,
-    min_speech_seconds: float = 1.0,
-    clipping_ratio_max: float = 0.01,
+    thresholds: QualitySettings,
 ) -> AudioQuality:
     """Measure one channel.
 
@@ -70,11 +69,11 @@ def measure(
     flags: list[str] = []
     if speech_seconds == 0.0:
         flags.append("no_speech")
-    elif speech_seconds < min_speech_seconds:
+    elif speech_seconds < thresholds.min_speech_seconds:
         flags.append("too_short")
-    if snr_db is not None and snr_db < low_snr_db:
+    if snr_db is not None and snr_db < thresholds.low_snr_db:
         flags.append("low_snr")
-    if clipping_ratio > clipping_ratio_max:
+    if clipping_ratio > thresholds.clipping_ratio_max:
         flags.append("clipping")
     return AudioQuality(
         duration_seconds=duration,

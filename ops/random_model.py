@@ -6,7 +6,7 @@ benchmarks run the real loading and inference code on checkpoints made here:
 compute, meaningless answers) for benchmarks. The directory name and
 ``emoq_random_model.json`` say what it is; results name their model.
 
-    python -m worker.random_model --size tiny|large OUT_DIR
+    python -m ops.random_model --size tiny|large OUT_DIR
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import argparse
 import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -67,7 +68,7 @@ _AUDIO = {
     "mask_channel_prob": 0.0,
 }
 
-LARGE = {
+LARGE: dict[str, Any] = {
     "embed_dim": 1024,
     "depth": 8,
     "num_heads": 16,

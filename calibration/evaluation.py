@@ -20,13 +20,13 @@ from sklearn.metrics import ConfusionMatrixDisplay, accuracy_score, confusion_ma
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from analysis.enhance import PAIR, Centroids, enhance
+from calibration.centroids import score_manifest
 from config import Settings
 from models import EMOTION_LABELS, ReviewItem, ReviewStatus
-from worker.calibration import score_manifest
-from worker.enhance import PAIR, Centroids, EnhancementPolicy, enhance
 
 if TYPE_CHECKING:  # torch is imported only where a manifest is scored
-    from worker.engine import EmotionEngine
+    from analysis.engine import EmotionEngine
 
 LABELS = list(EMOTION_LABELS)
 
@@ -40,9 +40,7 @@ def _accuracy(truth: np.ndarray, predicted: np.ndarray) -> float | None:
 
 
 def _label_metrics(truth: np.ndarray, predicted: np.ndarray) -> dict:
-    precision, recall, f1, support = precision_recall_fscore_support(
-        truth, predicted, labels=LABELS, zero_division=0
-    )
+    precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, labels=LABELS, zero_division=0)
     return {
         "accuracy": _accuracy(truth, predicted),
         "per_class": {
@@ -137,18 +135,17 @@ def evaluate_manifest(
     path: Path,
     engine: EmotionEngine,
     centroids: Centroids | None,
-    policy: EnhancementPolicy,
     settings: Settings,
 ) -> dict:
     """Scores each labelled file and re-decides it with ``centroids``. Only the
     enhancement's flags exist here (no segment quality checks), so the review
     rate counts those alone."""
     scored = score_manifest(path, engine, settings)
-    decisions = [enhance(s, e, centroids, policy) for s, e in zip(scored.scores, scored.embeddings)]
+    decisions = [enhance(s, e, centroids, settings.enhancement) for s, e in zip(scored.scores, scored.embeddings)]
     # Each file is held to its own domain's review flags, as the worker does;
     # what remains are the reasons it would be queued for.
     reasons = [
-        [f for f in decision.flags if f in settings.review_flags_for(domain)]
+        [f for f in decision.flags if f in settings.review.flags_for(domain)]
         for decision, domain in zip(decisions, scored.domains)
     ]
     return evaluate(

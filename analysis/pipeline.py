@@ -3,21 +3,22 @@ enhance → summarise. No Celery, no database: ``worker.jobs`` adds those."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from analysis.audio import DecodedAudio, decode
+from analysis.engine import SAMPLE_RATE, EmotionEngine, ModelInfo
+from analysis.enhance import Centroids, Decision, close_fear_disgust_call, enhance
+from analysis.focus import focus_evidence
+from analysis.labels import EMOTION_LABELS
+from analysis.profile import Profile
+from analysis.quality import AudioQuality, measure
+from analysis.segment import Segment, segment_channel
+from analysis.timeline import build_timeline
 from config import Settings
-from models import EMOTION_LABELS
-from worker.audio import DecodedAudio, decode
-from worker.engine import SAMPLE_RATE, EmotionEngine, ModelInfo
-from worker.enhance import Centroids, Decision, EnhancementPolicy, enhance, close_fear_disgust_call
-from worker.focus import focus_evidence
-from worker.profiles import Profile
-from worker.quality import AudioQuality, measure
-from worker.segment import Segment, segment_channel
-from worker.timeline import build_timeline
+from config.settings import QualitySettings
 
 NEGATIVE = ("angry", "disgusted", "fearful", "sad")
 # Quality problems under which the model's answer is not trusted.
@@ -113,7 +114,7 @@ def roles_for(channels: int, requested: tuple[str, ...] | None) -> list[str]:
 
 
 def decode_recording(path: Path, settings: Settings) -> DecodedAudio:
-    return decode(path, ffmpeg=settings.ffmpeg_exe(), max_duration_seconds=settings.max_duration_seconds)
+    return decode(path, ffmpeg=settings.storage.ffmpeg_exe(), max_duration_seconds=settings.server.max_duration_seconds)
 
 
 def segment_recording(audio: DecodedAudio, settings: Settings) -> tuple[list[Segment], list[np.ndarray]]:
@@ -121,37 +122,25 @@ def segment_recording(audio: DecodedAudio, settings: Settings) -> tuple[list[Seg
     segments: list[Segment] = []
     masks: list[np.ndarray] = []
     for channel, samples in enumerate(audio.channels):
-        found, mask = segment_channel(
-            samples,
-            channel,
-            min_seconds=settings.segment_min_seconds,
-            target_max_seconds=settings.segment_target_seconds,
-            hard_max_seconds=settings.segment_max_seconds,
-            merge_gap_seconds=settings.segment_merge_gap_seconds,
-        )
+        found, mask = segment_channel(samples, channel, settings.segmentation)
         if not found:
             # No speech: score the opening stretch anyway so the result still has
             # scores and an embedding, and mark it rather than guess.
-            end = min(len(samples) / SAMPLE_RATE, settings.segment_max_seconds)
+            end = min(len(samples) / SAMPLE_RATE, settings.segmentation.max_seconds)
             found = [Segment(channel=channel, start=0.0, end=end)]
         segments.extend(found)
         masks.append(mask)
     return segments, masks
 
 
-def _segment_quality(audio: DecodedAudio, segment: Segment, mask: np.ndarray, settings: Settings) -> AudioQuality:
+def _segment_quality(
+    audio: DecodedAudio, segment: Segment, mask: np.ndarray, thresholds: QualitySettings
+) -> AudioQuality:
     samples = audio.channels[segment.channel][int(segment.start * SAMPLE_RATE) : int(segment.end * SAMPLE_RATE)]
     # The speech mask spans the whole channel at its own frame rate.
     mask_rate = len(mask) * SAMPLE_RATE / audio.channels.shape[1]
     seg_mask = mask[int(segment.start * mask_rate) : int(np.ceil(segment.end * mask_rate))]
-    return measure(
-        samples,
-        SAMPLE_RATE,
-        seg_mask if len(seg_mask) else None,
-        low_snr_db=settings.low_snr_db,
-        min_speech_seconds=settings.min_speech_seconds,
-        clipping_ratio_max=settings.clipping_ratio_max,
-    )
+    return measure(samples, SAMPLE_RATE, seg_mask if len(seg_mask) else None, thresholds)
 
 
 def analyse(
@@ -165,20 +154,15 @@ def analyse(
     audio = decode_recording(path, settings)
     roles = roles_for(audio.channels.shape[0], spec.channel_roles)
     segments, masks = segment_recording(audio, settings)
-    clips = [
-        audio.channels[s.channel][int(s.start * SAMPLE_RATE) : int(s.end * SAMPLE_RATE)] for s in segments
-    ]
+    clips = [audio.channels[s.channel][int(s.start * SAMPLE_RATE) : int(s.end * SAMPLE_RATE)] for s in segments]
     keep_frames = spec.granularity == "frame"
     scored = engine.score(clips, keep_frames=keep_frames)
     profile = profile or Profile(domain=spec.domain, version=None)
-    policy = replace(
-        EnhancementPolicy.from_settings(settings),
-        **{k: v for k, v in profile.thresholds.items() if k in EnhancementPolicy.__dataclass_fields__},
-    )
+    policy = settings.enhancement.with_overrides(profile.thresholds)
 
     analysed: list[SegmentAnalysis] = []
     for index, (segment, clip_scores) in enumerate(zip(segments, scored)):
-        quality = _segment_quality(audio, segment, masks[segment.channel], settings)
+        quality = _segment_quality(audio, segment, masks[segment.channel], settings.quality)
         prior_adjusted = profile.apply(clip_scores.scores)
         focus = focus_evidence(engine, clips[index]) if close_fear_disgust_call(prior_adjusted, policy) else None
         decision = enhance(prior_adjusted, clip_scores.embedding, centroids, policy, focus)
@@ -196,8 +180,8 @@ def analyse(
                 clip_scores.frames,
                 engine.info.frame_rate,
                 engine.classify,
-                window_seconds=settings.frame_window_seconds,
-                hop_seconds=settings.frame_hop_seconds,
+                window_seconds=settings.engine.frame_window_seconds,
+                hop_seconds=settings.engine.frame_hop_seconds,
                 offset=segment.start,
             )
         analysed.append(
@@ -215,7 +199,7 @@ def analyse(
                 frames=clip_scores.frames,
             )
         )
-    analysis = summarise(engine.info, audio, analysed, roles, masks, settings, centroids)
+    analysis = summarise(engine.info, audio, analysed, roles, masks, settings.quality, centroids)
     analysis.domain_profile = profile.describe()
     return analysis
 
@@ -230,7 +214,7 @@ def summarise(
     segments: list[SegmentAnalysis],
     roles: list[str],
     masks: list[np.ndarray],
-    settings: Settings,
+    quality: QualitySettings,
     centroids: Centroids | None,
 ) -> Analysis:
     speech = [s for s in segments if "no_speech" not in s.quality.flags]
@@ -262,14 +246,7 @@ def summarise(
     )[:3]
     channel_quality = []
     for channel, samples in enumerate(audio.channels):
-        q = measure(
-            samples,
-            SAMPLE_RATE,
-            masks[channel] if len(masks[channel]) else None,
-            low_snr_db=settings.low_snr_db,
-            min_speech_seconds=settings.min_speech_seconds,
-            clipping_ratio_max=settings.clipping_ratio_max,
-        )
+        q = measure(samples, SAMPLE_RATE, masks[channel] if len(masks[channel]) else None, quality)
         channel_quality.append({"channel": channel, "role": roles[channel], **_quality_dict(q)})
     flags: list[str] = []
     for s in segments:

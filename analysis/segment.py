@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from worker.audio import SAMPLE_RATE
+from analysis.audio import SAMPLE_RATE
+from config.settings import SegmentationSettings
 
 VAD_FRAME_SAMPLES = 512  # Silero's window at 16 kHz
 MASK_FRAME_SECONDS = VAD_FRAME_SAMPLES / SAMPLE_RATE  # 32 ms per speech-mask value
@@ -80,33 +81,30 @@ def speech_probabilities(samples: np.ndarray, vad: Any = None) -> np.ndarray:
 def segment_channel(
     samples: np.ndarray,
     channel: int,
+    lengths: SegmentationSettings,
     *,
-    min_seconds: float = 3.0,
-    target_max_seconds: float = 10.0,
-    hard_max_seconds: float = 30.0,
-    merge_gap_seconds: float = 0.5,
     join_gap_seconds: float = 2.0,
     vad: Any = None,
 ) -> tuple[list[Segment], np.ndarray]:
     """Segments of one 16 kHz channel and its speech mask (one bool per
     MASK_FRAME_SECONDS frame, for quality.measure).
 
-    Regions closer than `merge_gap_seconds` are merged while the result stays
-    within `target_max_seconds`; a piece shorter than `min_seconds` is also
-    joined across a pause of up to `join_gap_seconds` (a longer pause on one
-    channel usually means the other party spoke). Pieces over
-    `hard_max_seconds` are cut into equal parts of at most
-    `target_max_seconds`; isolated bits under 0.3 s are dropped.
+    Regions closer than `lengths.merge_gap_seconds` are merged while the
+    result stays within `lengths.target_seconds`; a piece shorter than
+    `lengths.min_seconds` is also joined across a pause of up to
+    `join_gap_seconds` (a longer pause on one channel usually means the other
+    party spoke). Pieces over `lengths.max_seconds` are cut into equal parts
+    of at most `lengths.target_seconds`; isolated bits under 0.3 s are dropped.
     """
     if len(samples) < _VAD_MIN_SECONDS * SAMPLE_RATE:
         regions, mask = _short_clip(samples)
     else:
         regions, mask = _vad_regions(speech_probabilities(samples, vad), len(samples))
-    pieces = _pack(regions, min_seconds, target_max_seconds, merge_gap_seconds, join_gap_seconds)
+    pieces = _pack(regions, lengths.min_seconds, lengths.target_seconds, lengths.merge_gap_seconds, join_gap_seconds)
     segments = [
         Segment(channel, round(start, 3), round(end, 3))
         for piece in pieces
-        for start, end in _split_evenly(*piece, hard_max_seconds, target_max_seconds)
+        for start, end in _split_evenly(*piece, lengths.max_seconds, lengths.target_seconds)
         if end - start >= _MIN_KEEP_SECONDS
     ]
     return segments, mask

@@ -8,7 +8,7 @@
     emoq activate-profile VERSION
     emoq create-key --name NAME --role submitter|reviewer|admin
 
-Also ``python -m worker.cli``. Exit codes: 0 done, 1 error, 2 calibration refused.
+Also ``python -m ops.cli``. Exit codes: 0 done, 1 error, 2 calibration refused.
 """
 
 from __future__ import annotations
@@ -21,12 +21,8 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.auth import create_key
-from config import Settings, load_settings
-from models import Role
-from models.db import make_engine, make_session_factory, transaction
-from storage import ObjectStore
-from worker.calibration import (
+from analysis.engine import EmotionEngine, ModelUnavailable, resolve_model_source
+from calibration.centroids import (
     MIN_PER_CLASS_FLOOR,
     CalibrationNotFound,
     CalibrationRefused,
@@ -38,33 +34,36 @@ from worker.calibration import (
     list_calibrations,
     save_calibration,
 )
+from calibration.evaluation import NothingToEvaluate, confusion_png, evaluate_manifest, evaluate_reviewed
+from calibration.profiles import ProfileRefused, activate_profile, build_profile
+from config import Settings, load_settings
+from domain.api_keys import create_key
+from models import Role
+from models.db import make_engine, make_session_factory, transaction
+from storage import ObjectStore
 from worker.context import WorkerContext
-from worker.engine import ModelUnavailable, resolve_model_source
-from worker.enhance import EnhancementPolicy
-from worker.profiles import ProfileRefused, activate_profile, build_profile
-from worker.evaluation import NothingToEvaluate, confusion_png, evaluate_manifest, evaluate_reviewed
 
 Sessions = sessionmaker[Session]
 
 
-def _loaded_worker(settings: Settings, sessions: Sessions) -> WorkerContext:
+def _loaded_worker(settings: Settings, sessions: Sessions) -> tuple[WorkerContext, EmotionEngine]:
     # The worker's own loading, so manifest embeddings live in the same space as the jobs' embeddings.
-    ctx = WorkerContext(settings, sessions, ObjectStore(settings))
+    ctx = WorkerContext(settings, sessions, ObjectStore(settings.storage))
     ctx.load_model()
     if ctx.engine is None:
-        raise ModelUnavailable(ctx.model_error or f"could not load model {settings.model!r}")
-    return ctx
+        raise ModelUnavailable(ctx.model_error or f"could not load model {settings.engine.model!r}")
+    return ctx, ctx.engine
 
 
 def _calibrate(args: argparse.Namespace, settings: Settings, sessions: Sessions) -> int:
     # The id the worker records with each result; reviews from another model are left out.
-    model_id, _ = resolve_model_source(settings.model)
+    model_id, _ = resolve_model_source(settings.engine.model)
     with sessions() as session:
         data = labelled_from_reviews(session, args.domain, model_id=model_id)
     if args.manifest:
-        data = data + labelled_from_manifest(args.manifest, _loaded_worker(settings, sessions).engine, settings)
+        data = data + labelled_from_manifest(args.manifest, _loaded_worker(settings, sessions)[1], settings)
     build = build_calibration(data, min_per_class=args.min_per_class)
-    version = save_calibration(sessions, ObjectStore(settings), build, model_id)
+    version = save_calibration(sessions, ObjectStore(settings.storage), build, model_id)
     if args.activate:
         activate(sessions, version)
     print(f"calibration version {version} ({build.method}, {'active' if args.activate else 'not active'})")
@@ -104,8 +103,10 @@ def _profile(args: argparse.Namespace, settings: Settings, sessions: Sessions) -
         version, shift, items = profile.version, profile.prior_shift, profile.items
     if args.activate:
         activate_profile(sessions, version)
-    print(f"domain profile {args.domain!r} version {version} from {items} reviewed items "
-          f"({'active' if args.activate else f'not active; activate with: emoq activate-profile {version}'})")
+    print(
+        f"domain profile {args.domain!r} version {version} from {items} reviewed items "
+        f"({'active' if args.activate else f'not active; activate with: emoq activate-profile {version}'})"
+    )
     print("  prior shift: " + ", ".join(f"{label}={value:+.2f}" for label, value in shift.items()))
     return 0
 
@@ -140,15 +141,14 @@ def summary(report: dict) -> str:
 def _evaluate(args: argparse.Namespace, settings: Settings, sessions: Sessions) -> int:
     if args.reviewed:
         with sessions() as session:
-            report = {"source": "reviewed", **evaluate_reviewed(session, settings.review_flags_for(None))}
+            report = {"source": "reviewed", **evaluate_reviewed(session, settings.review.flags_for(None))}
     else:
-        ctx = _loaded_worker(settings, sessions)
+        ctx, engine = _loaded_worker(settings, sessions)
         centroids = ctx.centroids()
-        policy = EnhancementPolicy.from_settings(settings)
         report = {
             "source": str(args.manifest),
             "calibration_version": centroids.version if centroids else None,
-            **evaluate_manifest(args.manifest, ctx.engine, centroids, policy, settings),
+            **evaluate_manifest(args.manifest, engine, centroids, settings),
         }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "evaluation.json").write_text(json.dumps(report, indent=2))
@@ -224,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = load_settings()
     # One short-lived process: no connection pool to keep.
-    engine = make_engine(settings.database_url, pooled=False)
+    engine = make_engine(settings.storage.database_url, pooled=False)
     try:
         return args.run(args, settings, make_session_factory(engine))
     except CalibrationRefused as exc:

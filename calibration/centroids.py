@@ -3,7 +3,7 @@
 Labelled embeddings come from review items a person resolved, and optionally
 from a manifest of labelled recordings scored with the current model. A build
 yields unit-length centroids (fear and disgust always, every other class with
-enough examples) and the softmax temperature that ``worker.enhance`` uses to
+enough examples) and the softmax temperature that ``analysis.enhance`` uses to
 turn cosine similarities into a fear-vs-disgust probability. Builds are
 versioned: the arrays go to S3, a ``calibrations`` row records them, and one
 version at a time is active; workers read the active one on every job.
@@ -35,15 +35,16 @@ from sklearn.preprocessing import normalize
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from analysis.audio import AudioError
+from analysis.enhance import PAIR, Centroids
+from analysis.pipeline import decode_recording
 from config import Settings
 from models import EMOTION_LABELS, Calibration, Result, ReviewItem, ReviewStatus
 from models.db import transaction
 from storage import ObjectStore
-from worker.audio import AudioError, decode
-from worker.enhance import PAIR, Centroids
 
 if TYPE_CHECKING:  # torch is imported only where a manifest is scored
-    from worker.engine import EmotionEngine
+    from analysis.engine import EmotionEngine
 
 METHOD = "nearest_centroid"
 HELDOUT_SHARE = 0.25
@@ -137,7 +138,7 @@ def read_manifest(path: Path) -> list[_ManifestRow]:
     """CSV rows ``path,label[,domain]``; an optional header; relative paths are
     relative to the manifest."""
     path = Path(path)
-    rows = []
+    rows: list[_ManifestRow] = []
     with path.open(newline="") as fh:
         for line, fields in enumerate(csv.reader(fh), start=1):
             fields = [f.strip() for f in fields]
@@ -166,7 +167,7 @@ def score_manifest(path: Path, engine: EmotionEngine, settings: Settings) -> Sco
     scores, embeddings = [], []
     for row in rows:
         try:
-            audio = decode(row.path, ffmpeg=settings.ffmpeg_exe(), max_duration_seconds=settings.max_duration_seconds)
+            audio = decode_recording(row.path, settings)
         except AudioError as exc:
             raise ManifestError(f"{path}:{row.line}: {row.path}: {exc}") from exc
         (scored,) = engine.score([audio.channels[0]])
@@ -187,7 +188,7 @@ def labelled_from_manifest(path: Path, engine: EmotionEngine, settings: Settings
 
 def _pair_similarities(x: np.ndarray, pair_centroids: np.ndarray) -> np.ndarray:
     """Cosine similarity of unit rows to the fear and disgust centroids, as
-    ``worker.enhance.similarity_probability`` computes it."""
+    ``analysis.enhance.similarity_probability`` computes it."""
     return x @ normalize(pair_centroids).T
 
 
@@ -274,7 +275,7 @@ def save_calibration(
     rolls the transaction back and leaves no row pointing at a missing object."""
     with transaction(sessions) as session:
         sequence = func.pg_get_serial_sequence(Calibration.__tablename__, "version")
-        version = int(session.scalar(select(func.nextval(sequence))))
+        version = int(session.execute(select(func.nextval(sequence))).scalar_one())
         key = object_key(version)
         store.put_bytes(key, build.centroids.to_npz_bytes())
         session.add(

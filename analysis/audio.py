@@ -14,26 +14,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 import numpy as np
 import soundfile as sf
 import soxr
 
-SAMPLE_RATE = 16_000
-# Call recorders rarely exceed stereo; more channels than this is not a call.
-MAX_CHANNELS = 8
+from analysis.probe import MAX_CHANNELS, SOUNDFILE_FORMATS, probe_duration, sniff_audio_format, wav_is_truncated
 
-# libsndfile reads these natively; everything else goes through ffmpeg.
-_SOUNDFILE_FORMATS = frozenset({"wav", "rf64", "flac", "ogg", "aiff", "caf"})
+SAMPLE_RATE = 16_000
+
 # Bounded blocks keep memory near the size of the 16 kHz output even for
 # two-hour 48 kHz multichannel files.
 _BLOCK_SECONDS = 10
-_PROBE_TIMEOUT_SECONDS = 60
 _LOG_PREFIX_RE = re.compile(r"^(\[[^\]]*\]\s*)+")
-_DURATION_RE = re.compile(rb"Duration:\s*(\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
-# ISO-BMFF brands of still images, which share the `ftyp` box with audio.
-_IMAGE_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis")
 
 
 class AudioError(Exception):
@@ -62,109 +56,7 @@ class _Stream:
     blocks: Iterator[np.ndarray]  # float32, (frames, channels) at sample_rate
 
 
-def sniff_audio_format(head: bytes) -> str | None:
-    """Name the audio container from a file's first bytes (64 are plenty)."""
-    if len(head) >= 12 and head[8:12] == b"WAVE":
-        if head[:4] in (b"RIFF", b"RIFX"):
-            return "wav"
-        if head[:4] == b"RF64":
-            return "rf64"
-    if head[:4] == b"fLaC":
-        return "flac"
-    if head[:4] == b"OggS":
-        return "opus" if head[28:36] == b"OpusHead" else "ogg"
-    if head[:3] == b"ID3":
-        return "mp3"
-    if head[:5] == b"#!AMR":
-        return "amr"
-    if head[:4] == b"\x1a\x45\xdf\xa3":
-        return "webm" if b"webm" in head[:64] else "matroska"
-    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-        return "aiff"
-    if head[:4] == b"caff":
-        return "caf"
-    if head[4:8] == b"ftyp" and len(head) >= 12 and head[8:12] not in _IMAGE_BRANDS:
-        return "m4a" if head[8:11] in (b"M4A", b"M4B") else "mp4"
-    if len(head) >= 3 and head[0] == 0xFF:
-        return _sniff_frame_sync(head[1], head[2])
-    return None
-
-
-def _sniff_frame_sync(b1: int, b2: int) -> str | None:
-    # ADTS: 12 sync bits and layer 00; MPEG audio: 11 sync bits, a valid
-    # version and layer, and a bitrate/sample-rate pair that is not reserved.
-    if b1 & 0xF6 == 0xF0:
-        return "aac"
-    valid_header = (
-        b1 & 0xE0 == 0xE0
-        and (b1 >> 3) & 0x3 != 0x1
-        and (b1 >> 1) & 0x3 != 0x0
-        and b2 >> 4 != 0xF
-        and (b2 >> 2) & 0x3 != 0x3
-    )
-    return "mp3" if valid_header else None
-
-
-def wav_is_truncated(path: Path) -> bool:
-    """True when a RIFF/RF64 WAVE file ends before its data chunk does."""
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        riff = f.read(12)
-        if len(riff) < 12 or riff[8:12] != b"WAVE" or riff[:4] not in (b"RIFF", b"RF64"):
-            return False
-        ds64_data_size: int | None = None
-        pos = 12
-        while True:
-            header = f.read(8)
-            if len(header) < 8:
-                return True  # the upload stopped before any audio data
-            chunk_id = header[:4]
-            (chunk_size,) = struct.unpack("<I", header[4:])
-            if chunk_id == b"ds64":
-                body = f.read(16)
-                if len(body) == 16:
-                    (ds64_data_size,) = struct.unpack_from("<Q", body, 8)
-            if chunk_id == b"data":
-                if chunk_size == 0xFFFFFFFF:
-                    if ds64_data_size is None:
-                        return False  # streaming writers leave the size unknown
-                    chunk_size = ds64_data_size
-                return pos + 8 + chunk_size > size
-            pos += 8 + chunk_size + (chunk_size & 1)
-            f.seek(pos)
-
-
-def probe_duration(path: Path, ffmpeg: str) -> float | None:
-    """Duration from the file header alone, or None when it does not say."""
-    with path.open("rb") as f:
-        fmt = sniff_audio_format(f.read(64))
-    if fmt in _SOUNDFILE_FORMATS:
-        try:
-            info = sf.info(str(path))
-        except sf.LibsndfileError:
-            pass
-        else:
-            if info.samplerate > 0:
-                return info.frames / info.samplerate
-    try:
-        result = subprocess.run(
-            [ffmpeg, "-hide_banner", "-nostdin", "-protocol_whitelist", "file", "-i", f"file:{path}"],
-            capture_output=True,
-            timeout=_PROBE_TIMEOUT_SECONDS,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return None
-    match = _DURATION_RE.search(result.stderr)
-    if match is None:
-        return None
-    hours, minutes, seconds = match.groups()
-    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-
-
-def decode(
-    path: Path, *, ffmpeg: str, max_duration_seconds: float, max_channels: int = MAX_CHANNELS
-) -> DecodedAudio:
+def decode(path: Path, *, ffmpeg: str, max_duration_seconds: float, max_channels: int = MAX_CHANNELS) -> DecodedAudio:
     """Decode to float32 channels at 16 kHz, or raise AudioError with code
     undecodable_audio, empty_audio or recording_too_long."""
     if path.stat().st_size == 0:
@@ -208,9 +100,7 @@ def decode(
 
 
 def _too_long(seconds: float, limit: float) -> AudioError:
-    return AudioError(
-        "recording_too_long", f"the recording lasts {seconds:.0f} s; the limit is {limit:.0f} s"
-    )
+    return AudioError("recording_too_long", f"the recording lasts {seconds:.0f} s; the limit is {limit:.0f} s")
 
 
 def _read_resampled(stream: _Stream, max_duration_seconds: float) -> tuple[np.ndarray, int, int]:
@@ -219,9 +109,7 @@ def _read_resampled(stream: _Stream, max_duration_seconds: float) -> tuple[np.nd
     resampler = (
         None
         if stream.sample_rate == SAMPLE_RATE
-        else soxr.ResampleStream(
-            stream.sample_rate, SAMPLE_RATE, stream.channels, dtype="float32", quality="HQ"
-        )
+        else soxr.ResampleStream(stream.sample_rate, SAMPLE_RATE, stream.channels, dtype="float32", quality="HQ")
     )
     out: list[np.ndarray] = []
     frames = nonfinite = 0
@@ -249,7 +137,7 @@ def _read_resampled(stream: _Stream, max_duration_seconds: float) -> tuple[np.nd
 
 @contextmanager
 def _open_stream(path: Path, fmt: str, ffmpeg: str) -> Iterator[_Stream]:
-    if fmt in _SOUNDFILE_FORMATS:
+    if fmt in SOUNDFILE_FORMATS:
         try:
             sound = sf.SoundFile(str(path))
         except sf.LibsndfileError:
@@ -294,9 +182,7 @@ def _ffmpeg_stream(path: Path, ffmpeg: str) -> Iterator[_Stream]:
                 proc.wait()
                 raise _ffmpeg_error(errors, path)
             sample_rate, channels = header
-            yield _Stream(
-                sample_rate, channels, _ffmpeg_blocks(proc, path, channels, sample_rate, errors)
-            )
+            yield _Stream(sample_rate, channels, _ffmpeg_blocks(proc, path, channels, sample_rate, errors))
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -319,7 +205,7 @@ def _ffmpeg_blocks(
         raise _ffmpeg_error(errors, path)
 
 
-def _read_wav_header(stream: BinaryIO) -> tuple[int, int] | None:
+def _read_wav_header(stream: IO[bytes]) -> tuple[int, int] | None:
     """Read up to the data chunk of ffmpeg's WAV output; return (rate, channels)."""
     riff = stream.read(12)
     if len(riff) < 12 or riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":

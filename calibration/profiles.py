@@ -11,12 +11,11 @@ operator rather than silently. Without data a domain's profile is neutral.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from analysis.profile import Profile
 from models import EMOTION_LABELS, DomainProfile, ReviewItem, ReviewStatus
 from models.db import transaction
 
@@ -25,36 +24,6 @@ MAX_SHIFT = 2.0
 
 class ProfileRefused(ValueError):
     pass
-
-
-@dataclass(frozen=True)
-class Profile:
-    domain: str | None
-    version: int | None
-    prior_shift: dict[str, float] = field(default_factory=dict)
-    thresholds: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def neutral(self) -> bool:
-        return not self.prior_shift and not self.thresholds
-
-    def apply(self, scores: np.ndarray) -> np.ndarray:
-        if not self.prior_shift:
-            return scores
-        shift = np.array([self.prior_shift.get(label, 0.0) for label in EMOTION_LABELS])
-        adjusted = np.asarray(scores, dtype=np.float64) * np.exp(shift)
-        return adjusted / adjusted.sum()
-
-    def describe(self) -> dict:
-        if self.neutral:
-            return {"domain": self.domain, "version": None, "applied": False, "why": "no active profile: neutral"}
-        return {
-            "domain": self.domain,
-            "version": self.version,
-            "applied": True,
-            "prior_shift": self.prior_shift,
-            "thresholds": self.thresholds,
-        }
 
 
 def estimate_prior_shift(true_labels: list[str], raw_scores: np.ndarray, smoothing: float = 1.0) -> dict[str, float]:
@@ -97,9 +66,7 @@ def activate_profile(sessions: sessionmaker[Session], version: int) -> DomainPro
         profile = session.get(DomainProfile, version)
         if profile is None:
             raise ProfileRefused(f"no domain profile version {version}")
-        session.execute(
-            update(DomainProfile).where(DomainProfile.domain == profile.domain).values(active=False)
-        )
+        session.execute(update(DomainProfile).where(DomainProfile.domain == profile.domain).values(active=False))
         session.flush()
         profile.active = True
         return profile

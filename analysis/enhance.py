@@ -12,40 +12,17 @@ is left alone.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from config import Settings
-from models import EMOTION_LABELS
+from analysis.labels import EMOTION_LABELS
+from config.settings import EnhancementSettings
 
 FEAR, DISGUST = "fearful", "disgusted"
 PAIR = (FEAR, DISGUST)
 _INDEX = {label: i for i, label in enumerate(EMOTION_LABELS)}
-
-
-@dataclass(frozen=True)
-class EnhancementPolicy:
-    redecide_margin: float = 0.12
-    model_weight: float = 0.6
-    review_margin: float = 0.15
-    dual_margin: float = 0.05
-    dual_min_score: float = 0.3
-    low_confidence: float = 0.4
-    focus_weight: float = 0.25
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> EnhancementPolicy:
-        return cls(
-            redecide_margin=settings.fd_redecide_margin,
-            model_weight=settings.fd_fusion_model_weight,
-            review_margin=settings.fd_review_margin,
-            dual_margin=settings.dual_emotion_margin,
-            dual_min_score=settings.dual_emotion_min_score,
-            low_confidence=settings.low_confidence_threshold,
-            focus_weight=settings.fd_focus_weight,
-        )
 
 
 @dataclass(frozen=True)
@@ -117,7 +94,7 @@ def _top_two(scores: np.ndarray) -> tuple[int, int]:
     return int(order[0]), int(order[1])
 
 
-def close_fear_disgust_call(scores: np.ndarray, policy: EnhancementPolicy) -> bool:
+def close_fear_disgust_call(scores: np.ndarray, policy: EnhancementSettings) -> bool:
     """Fearful or disgusted on top with the other within the re-decision margin:
     such a segment is re-decided and gets a focus window."""
     top = EMOTION_LABELS[int(np.argmax(scores))]
@@ -128,16 +105,16 @@ def enhance(
     scores: np.ndarray,
     embedding: np.ndarray,
     centroids: Centroids | None,
-    policy: EnhancementPolicy,
+    policy: EnhancementSettings,
     focus: dict | None = None,
 ) -> Decision:
-    """``focus``: the focus window's evidence (worker.focus), when one was found."""
+    """``focus``: the focus window's evidence (analysis.focus), when one was found."""
     scores = np.asarray(scores, dtype=np.float64)
     fear, disgust = scores[_INDEX[FEAR]], scores[_INDEX[DISGUST]]
     top, _ = _top_two(scores)
     top_label = EMOTION_LABELS[top]
     margin_before = float(abs(fear - disgust))
-    details: dict = {"policy": asdict(policy), "fear_disgust": None}
+    details: dict = {"policy": policy.policy(), "fear_disgust": None}
     flags: list[str] = []
     out = scores.copy()
 

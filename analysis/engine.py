@@ -14,8 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models import EMOTION_LABELS
-from worker.attention import use_fused_attention
+from analysis.attention import use_fused_attention
+from analysis.labels import EMOTION_LABELS
+from config.settings import EngineSettings
 
 log = logging.getLogger(__name__)
 
@@ -123,26 +124,17 @@ class EmotionEngine:
         for layer in self._encoder.relative_positional_encoder.modules():
             if isinstance(layer, torch.nn.Conv1d):
                 layer.register_forward_pre_hook(self._zero_padded_frames)
-        self._autocast = nullcontext
+        self._autocast: Callable[[], AbstractContextManager[object]] = nullcontext
         if info.precision in ("bf16", "fp16") and info.device.startswith("cuda"):
             dtype = torch.bfloat16 if info.precision == "bf16" else torch.float16
             self._autocast = lambda: torch.autocast("cuda", dtype=dtype)
 
     @classmethod
-    def load(
-        cls,
-        model: str,
-        *,
-        revision: str = "master",
-        device: str = "auto",
-        ncpu: int = 2,
-        precision: str = "fp32",
-        max_batch_seconds: float = 60.0,
-        max_padding_ratio: float | None = None,
-        fused_attention: bool = True,
-    ) -> EmotionEngine:
+    def load(cls, settings: EngineSettings, *, fused_attention: bool = True) -> EmotionEngine:
+        model, precision = settings.model, settings.precision
+        revision = settings.model_revision
         source, is_local = resolve_model_source(model)
-        device = pick_device(device)
+        device = pick_device(settings.device)
         try:
             from funasr import AutoModel
 
@@ -150,7 +142,7 @@ class EmotionEngine:
                 model=source,
                 model_revision=revision,
                 device=device,
-                ncpu=ncpu,
+                ncpu=settings.ncpu,
                 disable_update=True,
                 disable_pbar=True,
                 disable_log=True,
@@ -191,7 +183,9 @@ class EmotionEngine:
             precision=precision,
         )
         log.info("loaded emotion model %s (%s) on %s, %s", source, revision, device, precision)
-        return cls(auto_model, info, max_batch_seconds=max_batch_seconds, max_padding_ratio=max_padding_ratio)
+        return cls(
+            auto_model, info, max_batch_seconds=settings.max_batch_seconds, max_padding_ratio=settings.max_padding_ratio
+        )
 
     def _zero_padded_frames(self, _module, inputs):
         if self._frame_padding is None:

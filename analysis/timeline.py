@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from models import EMOTION_LABELS
+from analysis.labels import EMOTION_LABELS
 
 
 def pool_windows(

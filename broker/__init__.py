@@ -1,0 +1,17 @@
+"""The queue's contract, shared by the API and the workers: task and queue
+names, the Celery configuration, and the one place that publishes. Neither
+side imports the other; both import this."""
+
+from broker.app import create_celery
+from broker.names import ANALYSE_TASK, HEARTBEAT_PREFIX, MAINTENANCE_QUEUE, NOTIFY_TASK, SWEEP_TASK
+from broker.publish import Publisher
+
+__all__ = [
+    "ANALYSE_TASK",
+    "HEARTBEAT_PREFIX",
+    "MAINTENANCE_QUEUE",
+    "NOTIFY_TASK",
+    "SWEEP_TASK",
+    "Publisher",
+    "create_celery",
+]
