@@ -12,10 +12,12 @@ from tests.conftest import TEST_DB_URL, _ensure_database, alembic_config
 
 @pytest.fixture
 def empty_database() -> str:
-    url = TEST_DB_URL.rsplit("/", 1)[0] + "/emoq_migration_test"
+    # Named after this run's test database, so runs on other databases don't collide.
+    name = TEST_DB_URL.rsplit("/", 1)[1] + "_migrations"
+    url = TEST_DB_URL.rsplit("/", 1)[0] + "/" + name
     admin = url.replace("postgresql+psycopg://", "postgresql://").rsplit("/", 1)[0] + "/postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS emoq_migration_test")
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
     _ensure_database(url)
     return url
 
