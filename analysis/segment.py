@@ -8,6 +8,8 @@ when a stretch of speech has no pause to cut at.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
@@ -28,6 +30,34 @@ _MIN_KEEP_SECONDS = 0.3
 # much of the clip, so energy decides instead.
 _VAD_MIN_SECONDS = 0.5
 _SHORT_CLIP_SPEECH_DBFS = -45.0
+
+# Silero's network, taken apart so that most of it runs batched. A frame's
+# input is its 512 samples after the 64 before them (the previous frame's
+# last ones; zeros before the first frame), padded on the right by
+# reflection, from which a 256-point STFT at hop 128 takes four spectra.
+_CONTEXT_SAMPLES = 64
+_STFT_LENGTH = 256
+_STFT_HOP = 128
+# The STFT and the convolutional encoder have no state, so they run over
+# blocks of frames at once. On a CPU, 512 frames' activations stay in the L2
+# cache, which runs the encoder about twice as fast as a whole channel in one
+# call; a GPU wants big blocks instead, or it waits on kernel launches (on an
+# H200, layers of these shapes took 2.2 ms per channel-minute in blocks of
+# 512 frames, 0.17 in blocks of 4096). Blocks also bound the working memory.
+_FEATURE_BLOCK_FRAMES = 512
+_GPU_FEATURE_BLOCK_FRAMES = 16_384
+# Only the LSTM is recurrent. It runs over the whole channel in order, its
+# state carried from span to span (spans only bound the memory of its gate
+# buffers on long recordings), so the answer is the frame-by-frame loop's to
+# float rounding. It is not cut into chunks run side by side as batch rows:
+# Silero's state carries context for tens of seconds. Restarted blank
+# partway through a tone-synthesised call, its own loop disagreed with an
+# uninterrupted run on up to half of the next 10 s; chunk rows of 10 s, each
+# warmed up on the 1 s before it, agreed with the loop on 72-99% of the
+# frames of bench/vad.py's calls (85% overall), and rows of 60 s warmed up
+# on 15 s on 93-100% (96%). In order, the LSTM takes about 40% of the time
+# on the CPU, mostly a fixed cost per step; as batch rows it took 15-20%.
+_LSTM_SPAN_FRAMES = 18_750  # 10 minutes
 
 
 @dataclass(frozen=True)
@@ -51,30 +81,127 @@ def _silero() -> ModuleType:
 @cache
 def load_vad() -> Any:
     """Silero's TorchScript model from the wheel (no network; the ONNX one
-    would need onnxruntime). Not thread-safe: it keeps LSTM state between
-    calls, so use one per process, as Celery's prefork pool does."""
+    would need onnxruntime), on the CPU. speech_probabilities only reads its
+    weights; called frame by frame it keeps LSTM state between calls, which
+    is not thread-safe, so use one per process, as Celery's prefork pool does."""
     return _silero().load_silero_vad(onnx=False)
 
 
-def speech_probabilities(samples: np.ndarray, vad: Any = None) -> np.ndarray:
-    """Silero's speech probability for each 32 ms frame of 16 kHz audio."""
-    model = vad if vad is not None else load_vad()
+@dataclass(frozen=True)
+class _SileroParts:
+    """Silero's 16 kHz network on one device: its STFT window and reflection
+    padding, its convolutional encoder, its LSTM cell's weights in a sequence
+    LSTM (one call for many steps), and its output head."""
+
+    stft_window: torch.Tensor
+    stft_padding: Any
+    encoder: Any
+    lstm: torch.nn.LSTM
+    head: Any
+    device: torch.device
+
+
+@cache
+def _silero_parts(device: str) -> _SileroParts:
+    # The CPU shares load_vad()'s modules, which are only read here; another
+    # device gets its own copy, as TorchScript's .to() moves modules in place.
+    model = load_vad() if device == "cpu" else _silero().load_silero_vad(onnx=False).to(device)
+    net = model._model
+    cell = net.decoder.rnn
+    lstm = torch.nn.LSTM(cell.weight_ih.shape[1], cell.weight_hh.shape[1], batch_first=True)
+    # LSTMCell and LSTM share the gate layout (i, f, g, o).
+    lstm.load_state_dict(
+        {
+            "weight_ih_l0": cell.weight_ih,
+            "weight_hh_l0": cell.weight_hh,
+            "bias_ih_l0": cell.bias_ih,
+            "bias_hh_l0": cell.bias_hh,
+        }
+    )
+    return _SileroParts(
+        # Silero's STFT is a convolution with a windowed DFT basis; its first
+        # row (the cosine at 0 Hz) is the window itself, and an FFT of the
+        # windowed frames gives the same spectra for a fraction of the work.
+        stft_window=net.stft.forward_basis_buffer[0, 0].detach().clone(),
+        stft_padding=net.stft.padding,
+        encoder=net.encoder,
+        lstm=lstm.eval().requires_grad_(False).to(device),
+        head=net.decoder.decoder,
+        device=torch.device(device),
+    )
+
+
+def speech_probabilities(samples: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """Silero's speech probability for each 32 ms frame of 16 kHz audio, as
+    its frame-by-frame loop gives it, with the stateless part batched."""
+    parts = _silero_parts(device)
+    n_frames = math.ceil(len(samples) / VAD_FRAME_SAMPLES)
+    with _one_cpu_thread(parts.device), torch.inference_mode():
+        audio = torch.as_tensor(samples, dtype=torch.float32, device=parts.device)
+        features = _frame_features(parts, audio, n_frames)
+        hidden = torch.empty_like(features)
+        state = None
+        for first in range(0, n_frames, _LSTM_SPAN_FRAMES):
+            span = slice(first, first + _LSTM_SPAN_FRAMES)
+            out, state = parts.lstm(features[None, span], state)
+            hidden[span] = out[0]
+        probs = parts.head(hidden.unsqueeze(-1))
+    return probs.reshape(-1).cpu().numpy()
+
+
+@contextmanager
+def _one_cpu_thread(device: torch.device) -> Iterator[None]:
+    # One LSTM step (one 32 ms frame) is too little work to share between
+    # threads: with two, each step waits on a thread barrier, which costs
+    # twice the CPU when the machine is idle and 10-20x the wall time when
+    # other processes compete for the cores. The batched front end would gain
+    # from a second thread on an idle machine (the whole call 1.35x faster on
+    # the 2-core CPU) but loses 1.4-1.8x when other processes keep the cores
+    # busy (bench/vad.py beside other test suites), so the call keeps to one.
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _frame_features(parts: _SileroParts, samples: torch.Tensor, n_frames: int) -> torch.Tensor:
+    """The encoder's output for every 32 ms frame: (n_frames, 128)."""
+    block_frames = _FEATURE_BLOCK_FRAMES if parts.device.type == "cpu" else _GPU_FEATURE_BLOCK_FRAMES
+    features = torch.empty(n_frames, parts.lstm.input_size, device=parts.device)
+    for first in range(0, n_frames, block_frames):
+        count = min(block_frames, n_frames - first)
+        # The block's frames with their context, as overlapping views of one
+        # buffer; zeros before the first frame and after the last sample.
+        start = first * VAD_FRAME_SAMPLES - _CONTEXT_SAMPLES
+        block = samples[max(start, 0) : (first + count) * VAD_FRAME_SAMPLES]
+        buffer = block.new_zeros(_CONTEXT_SAMPLES + count * VAD_FRAME_SAMPLES)
+        buffer[max(-start, 0) : max(-start, 0) + len(block)] = block
+        inputs = buffer.unfold(0, _CONTEXT_SAMPLES + VAD_FRAME_SAMPLES, VAD_FRAME_SAMPLES)
+        frames = parts.stft_padding(inputs).unfold(1, _STFT_LENGTH, _STFT_HOP)  # (count, 4, 256)
+        spectra = torch.fft.rfft(frames * parts.stft_window)
+        magnitudes = (spectra.real.square() + spectra.imag.square()).sqrt_()
+        encoded = parts.encoder(magnitudes.transpose(1, 2).contiguous())  # (count, 128, 1)
+        features[first : first + count] = encoded[..., 0]
+    return features
+
+
+def framewise_speech_probabilities(samples: np.ndarray) -> np.ndarray:
+    """Silero's own frame-by-frame loop (one 512-sample window per call, its
+    state carried in the model): what speech_probabilities must agree with,
+    for the tests and bench/vad.py."""
+    model = load_vad()
     n_frames = math.ceil(len(samples) / VAD_FRAME_SAMPLES)
     padded = np.zeros(n_frames * VAD_FRAME_SAMPLES, dtype=np.float32)
     padded[: len(samples)] = samples
     frames = torch.from_numpy(padded).reshape(n_frames, 1, VAD_FRAME_SAMPLES)
     model.reset_states()
-    # One 32 ms frame is too little work to share between threads: with two,
-    # each frame waits on a thread barrier, which costs twice the CPU when
-    # the machine is idle and 10-20x the wall time when other processes
-    # compete for the cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.inference_mode():
-            probs = [model(frame, SAMPLE_RATE).item() for frame in frames]
-    finally:
-        torch.set_num_threads(threads)
+    with _one_cpu_thread(torch.device("cpu")), torch.inference_mode():
+        probs = [model(frame, SAMPLE_RATE).item() for frame in frames]
     return np.array(probs, dtype=np.float32)
 
 
@@ -84,7 +211,8 @@ def segment_channel(
     lengths: SegmentationSettings,
     *,
     join_gap_seconds: float = 2.0,
-    vad: Any = None,
+    device: str = "cpu",
+    vad: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[list[Segment], np.ndarray]:
     """Segments of one 16 kHz channel and its speech mask (one bool per
     MASK_FRAME_SECONDS frame, for quality.measure).
@@ -95,11 +223,15 @@ def segment_channel(
     `join_gap_seconds` (a longer pause on one channel usually means the other
     party spoke). Pieces over `lengths.max_seconds` are cut into equal parts
     of at most `lengths.target_seconds`; isolated bits under 0.3 s are dropped.
+
+    Silero runs on `device`; `vad`, when given, replaces it (samples in, one
+    speech probability per frame out).
     """
     if len(samples) < _VAD_MIN_SECONDS * SAMPLE_RATE:
         regions, mask = _short_clip(samples)
     else:
-        regions, mask = _vad_regions(speech_probabilities(samples, vad), len(samples))
+        probs = vad(samples) if vad is not None else speech_probabilities(samples, device)
+        regions, mask = _vad_regions(probs, len(samples))
     pieces = _pack(regions, lengths.min_seconds, lengths.target_seconds, lengths.merge_gap_seconds, join_gap_seconds)
     segments = [
         Segment(channel, round(start, 3), round(end, 3))
