@@ -24,10 +24,10 @@ import soundfile as sf
 import torch
 
 from config import Settings
-from tests.audio_fixtures import speech_like
 from worker.engine import EmotionEngine, pick_device
 from worker.pipeline import JobSpec, analyse
 from worker.random_model import write_random_model
+from worker.synthetic import speech_like, stereo_call
 
 RATE = 16000
 
@@ -35,21 +35,6 @@ RATE = 16000
 def mixed_clips(count: int, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [speech_like(float(s), RATE, seed=i) for i, s in enumerate(rng.uniform(1.0, 30.0, count))]
-
-
-def stereo_call(seconds: float, seed: int = 0) -> np.ndarray:
-    """Agent and customer taking turns of 2-12 s, each on its own channel."""
-    rng = np.random.default_rng(seed)
-    call = np.zeros((2, int(seconds * RATE)), dtype=np.float32)
-    t, speaker = 0.0, 0
-    while t < seconds - 1:
-        turn = min(float(rng.uniform(2, 12)), seconds - t)
-        a = int(t * RATE)
-        speech = speech_like(turn, RATE, seed=int(t * 10))[: call.shape[1] - a]
-        call[speaker, a : a + len(speech)] = speech
-        t += turn + float(rng.uniform(0.2, 1.0))
-        speaker = 1 - speaker
-    return call
 
 
 def peak_memory_mb(device: str) -> float:
@@ -140,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     settings = Settings(device=device, ncpu=ncpu, max_batch_seconds=budget)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "call.wav"
-        sf.write(path, stereo_call(args.call_seconds).T, RATE, subtype="PCM_16")
+        sf.write(path, stereo_call(args.call_seconds, RATE).T, RATE, subtype="PCM_16")
         wall_d, analysis = timed(
             lambda: analyse(path, JobSpec("bench", "bench", "utterance", None, ("agent", "customer")), engine, None, settings),
             device,

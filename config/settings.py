@@ -60,8 +60,16 @@ class Settings(BaseSettings):
 
     # Inference engine (issue 4)
     precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA autocast) | int8 (CPU dynamic quantisation)
-    max_batch_seconds: float = 60.0
+    max_batch_seconds: float | None = None  # None: 60 on CPU, 200 on a GPU
     max_padding_ratio: float | None = None  # None: 0.0 on CPU, 0.5 on a GPU
+    # Forward-pass switches (worker.engine.EngineOptions; bench.engine_gpu measures each)
+    engine_bias_once: bool = True
+    engine_conv_gemm: bool = False
+    engine_pos_conv_gemm: bool = False
+    engine_compile: bool = False
+    engine_cast_weights: bool = False  # CUDA bf16/fp16: weights stored in that dtype once
+    engine_sdpa_backend: str = "auto"  # auto | efficient | cudnn | math
+    tf32: bool = False  # fp32 on a GPU uses TF32 tensor cores only when this is set
     frame_window_seconds: float = 0.4
     frame_hop_seconds: float = 0.1
     segment_min_seconds: float = 3.0

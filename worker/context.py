@@ -39,17 +39,8 @@ class WorkerContext:
     _centroid_key: object = field(default=None)
 
     def load_model(self) -> None:
-        s = self.settings
         try:
-            self.engine = EmotionEngine.load(
-                s.model,
-                revision=s.model_revision,
-                device=s.device,
-                ncpu=s.ncpu,
-                precision=s.precision,
-                max_batch_seconds=s.max_batch_seconds,
-                max_padding_ratio=s.max_padding_ratio,
-            )
+            self.engine = EmotionEngine.from_settings(self.settings)
             self.model_error = None
         except ModelUnavailable as exc:
             self.engine, self.model_error = None, str(exc)

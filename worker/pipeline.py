@@ -3,6 +3,7 @@ enhance → summarise. No Celery, no database: ``worker.jobs`` adds those."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -80,6 +81,9 @@ class Analysis:
     calibration_version: int | None = None
     channel_quality: list[dict] = field(default_factory=list)
     domain_profile: dict = field(default_factory=dict)
+    # Wall seconds per stage of analyse(): decode, vad, model, focus (the
+    # fear/disgust focus windows: re-scoring on the model), enhance (the rest).
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def primary(self) -> tuple[str, float]:
@@ -162,14 +166,20 @@ def analyse(
     settings: Settings,
     profile: Profile | None = None,
 ) -> Analysis:
+    clock = time.perf_counter
+    t0 = clock()
     audio = decode_recording(path, settings)
+    t1 = clock()
     roles = roles_for(audio.channels.shape[0], spec.channel_roles)
     segments, masks = segment_recording(audio, settings)
+    t2 = clock()
     clips = [
         audio.channels[s.channel][int(s.start * SAMPLE_RATE) : int(s.end * SAMPLE_RATE)] for s in segments
     ]
     keep_frames = spec.granularity == "frame"
     scored = engine.score(clips, keep_frames=keep_frames)
+    t3 = clock()
+    focus_seconds = 0.0
     profile = profile or Profile(domain=spec.domain, version=None)
     policy = replace(
         EnhancementPolicy.from_settings(settings),
@@ -180,7 +190,11 @@ def analyse(
     for index, (segment, clip_scores) in enumerate(zip(segments, scored)):
         quality = _segment_quality(audio, segment, masks[segment.channel], settings)
         prior_adjusted = profile.apply(clip_scores.scores)
-        focus = focus_evidence(engine, clips[index]) if close_fear_disgust_call(prior_adjusted, policy) else None
+        focus = None
+        if close_fear_disgust_call(prior_adjusted, policy):
+            f0 = clock()
+            focus = focus_evidence(engine, clips[index])
+            focus_seconds += clock() - f0
         decision = enhance(prior_adjusted, clip_scores.embedding, centroids, policy, focus)
         decision.details["domain_profile"] = profile.describe()
         for flag in quality.flags:
@@ -217,6 +231,13 @@ def analyse(
         )
     analysis = summarise(engine.info, audio, analysed, roles, masks, settings, centroids)
     analysis.domain_profile = profile.describe()
+    analysis.timings = {
+        "decode": t1 - t0,
+        "vad": t2 - t1,
+        "model": t3 - t2,
+        "focus": focus_seconds,
+        "enhance": clock() - t3 - focus_seconds,
+    }
     return analysis
 
 
