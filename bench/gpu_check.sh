@@ -14,8 +14,12 @@
 #   4. the same with Silero VAD, as the worker runs today                  -> worker.log, worker_silero.json
 #   5. python -m bench.vad --device cuda, when bench/vad.py exists           -> vad.log
 #   6. torch.compile variant, in whatever time is left                     -> compile.log
-# Sizes are environment variables (defaults in brackets below); BUDGET is
-# the wall-clock seconds the whole script aims to stay under.
+# Sizes are environment variables (defaults below); BUDGET is the wall-clock
+# seconds the whole script aims to stay under (steps get what is left, compile
+# only runs with more than 60 s left). STEPS picks steps, e.g.
+# STEPS=compile bash bench/gpu_check.sh for a second call that only compiles.
+# Engine switches for the worker bench come from the environment as in
+# production (EMOQ_ENGINE_CONV_GEMM=true ...): spawned workers inherit it.
 set -x
 export PYTHONUNBUFFERED=1
 START=$(date +%s)
@@ -30,16 +34,18 @@ if [ "$QUICK" = 1 ]; then
   CALLS=${CALLS:-3}; CALL_SECONDS=${CALL_SECONDS:-60}; KS=${KS:-1,2}
   SILERO_CALLS=${SILERO_CALLS:-2}; SILERO_KS=${SILERO_KS:-2}; COMPILE=${COMPILE:-0}
 else
-  DEVICE=${DEVICE:-cuda}; SIZE=${SIZE:-large}; CLIPS=${CLIPS:-400}; BUDGET=${BUDGET:-400}
-  CALLS=${CALLS:-40}; CALL_SECONDS=${CALL_SECONDS:-600}; KS=${KS:-1,2,4,8}
+  DEVICE=${DEVICE:-cuda}; SIZE=${SIZE:-large}; CLIPS=${CLIPS:-400}; BUDGET=${BUDGET:-420}
+  CALLS=${CALLS:-32}; CALL_SECONDS=${CALL_SECONDS:-600}; KS=${KS:-1,2,4,8}
   SILERO_CALLS=${SILERO_CALLS:-16}; SILERO_KS=${SILERO_KS:-8}; COMPILE=${COMPILE:-1}
 fi
+STEPS=${STEPS:-engine,worker,silero,vad,compile}
 MODEL=${MODEL:-var/models/random-$SIZE}
 WHEELS=${WHEELS:-.whl}
 SITE=${SITE:-/tmp/emoq-site}
 DATA=${DATA:-var/bench/calls}
 
 left() { echo $(( BUDGET - ($(date +%s) - START) )); }
+step() { [[ ",$STEPS," == *",$1,"* ]]; }
 
 # 0. environment
 {
@@ -59,39 +65,39 @@ left() { echo $(( BUDGET - ($(date +%s) - START) )); }
 
 # 1. the model (random weights, emotion2vec+ large's architecture)
 if [ ! -f "$MODEL/model.pt" ]; then
-  timeout 180 "$PY" -m worker.random_model --size "$SIZE" "$MODEL" >> "$OUT/env.log" 2>&1
+  timeout -k 10 180 "$PY" -m worker.random_model --size "$SIZE" "$MODEL" >> "$OUT/env.log" 2>&1
 fi
 
 # 2. engine variants
-timeout $(( $(left) > 60 ? ($(left) < 240 ? $(left) : 240) : 60 )) \
+step engine && timeout -k 10 $(( $(left) > 60 ? ($(left) < 240 ? $(left) : 240) : 60 )) \
   "$PY" -m bench.engine_gpu --device "$DEVICE" --model "$MODEL" --clips "$CLIPS" --profile \
   --json-out "$OUT/engine.json" > "$OUT/engine.log" 2>&1
 echo "engine bench rc=$? after $(( $(date +%s) - START )) s"
 
 # 3. worker throughput with VAD made negligible (energy threshold), K = $KS
-timeout $(( $(left) > 60 ? ($(left) < 200 ? $(left) : 200) : 60 )) \
+step worker && timeout -k 10 $(( $(left) > 60 ? ($(left) < 200 ? $(left) : 200) : 60 )) \
   "$PY" -m bench.worker_throughput --device "$DEVICE" --model "$MODEL" --calls "$CALLS" \
   --min-seconds "$CALL_SECONDS" --max-seconds "$CALL_SECONDS" --processes "$KS" --vad energy \
   --data-dir "$DATA" --json-out "$OUT/worker_energy.json" > "$OUT/worker.log" 2>&1
 echo "worker bench (energy VAD) rc=$? after $(( $(date +%s) - START )) s"
 
 # 4. the same with Silero VAD (today's worker)
-timeout $(( $(left) > 45 ? ($(left) < 120 ? $(left) : 120) : 45 )) \
+step silero && timeout -k 10 $(( $(left) > 45 ? ($(left) < 120 ? $(left) : 120) : 45 )) \
   "$PY" -m bench.worker_throughput --device "$DEVICE" --model "$MODEL" --calls "$SILERO_CALLS" \
   --min-seconds "$CALL_SECONDS" --max-seconds "$CALL_SECONDS" --processes "$SILERO_KS" --vad silero \
   --data-dir "$DATA" --json-out "$OUT/worker_silero.json" >> "$OUT/worker.log" 2>&1
 echo "worker bench (Silero VAD) rc=$? after $(( $(date +%s) - START )) s"
 
 # 5. the batched VAD's own bench, where the vad branch has landed
-if [ -f bench/vad.py ]; then
-  timeout $(( $(left) > 30 ? ($(left) < 90 ? $(left) : 90) : 30 )) \
+if step vad && [ -f bench/vad.py ]; then
+  timeout -k 10 $(( $(left) > 30 ? ($(left) < 90 ? $(left) : 90) : 30 )) \
     "$PY" -m bench.vad --device "$DEVICE" > "$OUT/vad.log" 2>&1
   echo "vad bench rc=$? after $(( $(date +%s) - START )) s"
 fi
 
 # 6. torch.compile, last: compiling takes minutes and may not fit
-if [ "$COMPILE" = 1 ] && [ "$(left)" -gt 60 ]; then
-  timeout "$(left)" "$PY" -m bench.engine_gpu --device "$DEVICE" --model "$MODEL" --clips "$CLIPS" --compile \
+if step compile && [ "$COMPILE" = 1 ] && [ "$(left)" -gt 60 ]; then
+  timeout -k 10 "$(left)" "$PY" -m bench.engine_gpu --device "$DEVICE" --model "$MODEL" --clips "$CLIPS" --compile \
     --variants "bf16_b200_all_cast,bf16_b200_all_compile,fp32_b200_all_compile" > "$OUT/compile.log" 2>&1
   echo "compile bench rc=$? after $(( $(date +%s) - START )) s"
 else
@@ -101,9 +107,11 @@ fi
 set +x
 echo "== summary ($(( $(date +%s) - START )) s) =="
 for f in "$OUT"/engine.log "$OUT"/compile.log; do
+  [ -f "$f" ] || continue
   echo "-- $f"; grep -v '^{' "$f" | grep -E '^(device|model:|variant|fp32|bf16|profile|  )' | head -60
 done
 for f in "$OUT"/worker.log; do
+  [ -f "$f" ] || continue
   echo "-- $f"; grep -E '^( ?K | ?[0-9]+ |device|.*FAILED)' "$f" | head -30
 done
 [ -f "$OUT/vad.log" ] && { echo "-- vad.log"; tail -15 "$OUT/vad.log"; }

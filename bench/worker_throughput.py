@@ -383,6 +383,9 @@ def main(argv: list[str] | None = None) -> dict:
                 continue
             run["ncpu_per_process"] = ncpu
             report["runs"].append(run)
+            if args.json_out:  # after every K: a run cut short by a timeout keeps what it measured
+                args.json_out.parent.mkdir(parents=True, exist_ok=True)
+                args.json_out.write_text(json.dumps(report, indent=2))
             st = run["stage_seconds_per_call"]
             gpu_mb = run.get("gpu_reserved_peak_mb_per_process_max", "-")
             print(f"{k:2d} {run['calls']:5d} {run['wall_seconds']:7.1f} {run['calls_per_hour']:8.1f} "

@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     engine_compile: bool = False
     engine_cast_weights: bool = False  # CUDA bf16/fp16: weights stored in that dtype once
     engine_sdpa_backend: str = "auto"  # auto | efficient | cudnn | math
+    engine_flex_attention: bool = False
     tf32: bool = False  # fp32 on a GPU uses TF32 tensor cores only when this is set
     frame_window_seconds: float = 0.4
     frame_hop_seconds: float = 0.1

@@ -129,6 +129,7 @@ OPTION_SETS = (
     {"conv_gemm": True},
     {"pos_conv_gemm": True},
     {"bias_once": True, "conv_gemm": True, "pos_conv_gemm": True},
+    {"flex_attention": True},  # flex_attention's eager reference on CPU: the arithmetic, not the kernel
 )
 
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from models import EMOTION_LABELS
-from worker.attention import use_fused_attention
+from worker.attention import FlexBias, use_fused_attention
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,9 @@ class EngineOptions:
       default: fp32 on a GPU means fp32 unless this is asked for.
     * ``sdpa_backend``: ``auto`` lets PyTorch pick the attention kernel;
       ``efficient`` or ``cudnn`` force one (both take the additive bias).
+    * ``flex_attention``: no bias tensor at all: ``flex_attention`` computes
+      ALiBi inside its kernel from the slopes and skips padded key blocks
+      (compiled on first use; needs the fused attention).
     """
 
     bias_once: bool = True
@@ -95,6 +98,7 @@ class EngineOptions:
     compile: bool = False
     tf32: bool = False
     sdpa_backend: str = "auto"
+    flex_attention: bool = False
 
     @classmethod
     def from_settings(cls, settings) -> EngineOptions:
@@ -105,11 +109,12 @@ class EngineOptions:
             compile=settings.engine_compile,
             tf32=settings.tf32,
             sdpa_backend=settings.engine_sdpa_backend,
+            flex_attention=settings.engine_flex_attention,
         )
 
     @property
     def own_forward(self) -> bool:
-        return self.bias_once or self.conv_gemm or self.pos_conv_gemm or self.compile
+        return self.bias_once or self.conv_gemm or self.pos_conv_gemm or self.compile or self.flex_attention
 
 
 @dataclass(frozen=True)
@@ -198,6 +203,7 @@ class EmotionEngine:
             self.compute_dtype = dtype
             self._autocast = lambda: torch.autocast("cuda", dtype=dtype)
         self._own_forward_ok = _supports_own_forward(self.model)
+        self._fused_attention = bool(getattr(self.model, "emoq_fused_attention", False))
         self._conv_gemm_ok = self._own_forward_ok and _conv_is_gemmable(self._encoder.local_encoder)
         self._slopes: dict[str, torch.Tensor] = {}
 
@@ -270,6 +276,7 @@ class EmotionEngine:
             # After quantisation: quantize_dynamic copies the model, and a bound
             # forward copied with it would still point at the float original.
             use_fused_attention(auto_model.model)
+        auto_model.model.emoq_fused_attention = fused_attention
         conv_layers = auto_model.model.modality_encoders["AUDIO"].feature_enc_layers
         hop = int(np.prod([stride for _, _, stride in conv_layers]))
         info = ModelInfo(
@@ -449,7 +456,12 @@ class EmotionEngine:
         blocks = [*enc.context_encoder.blocks, *model.blocks]
         prenet = len(enc.context_encoder.blocks)
         scales = enc.alibi_scale.clamp_min(0)
-        if opts.bias_once:
+        flex = opts.flex_attention and self._fused_attention
+        if flex:
+            block_mask = _key_padding_block_mask(key_padding, x.size(0), x.size(1))
+            slopes = self._alibi_slopes(x.device)
+            block_padding = None
+        elif opts.bias_once:
             base, width = self._alibi_positions(x.size(1) - extra, extra, x.device)
             padded_keys = None
             if key_padding is not None:
@@ -472,7 +484,9 @@ class EmotionEngine:
             if i == prenet and context.norm is not None and context.layer_norm_first:
                 x = context.norm(x)
             scale = scales[i] if scales.size(0) > 1 else scales[0]  # (1, H, 1, 1)
-            if opts.bias_once:
+            if flex:
+                bias = FlexBias(-(slopes * scale.reshape(-1).float()), extra, block_mask)
+            elif opts.bias_once:
                 bias = (base * scale[0]).to(self.compute_dtype)  # (H, T, width)
                 if padded_keys is not None:
                     bias = bias.masked_fill(padded_keys, float("-inf"))  # (B, H, T, width), one pass
@@ -549,6 +563,20 @@ def _supports_own_forward(model) -> bool:
         )
     except (AttributeError, KeyError, IndexError, TypeError):
         return False
+
+
+def _key_padding_block_mask(key_padding: torch.Tensor | None, batch: int, tokens: int):
+    """flex_attention's block mask for padded keys (None when nothing is padded)."""
+    if key_padding is None:
+        return None
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    lengths = (~key_padding).sum(1)  # padding is only ever at the end
+
+    def real_key(b, h, q_idx, kv_idx):
+        return kv_idx < lengths[b]
+
+    return create_block_mask(real_key, batch, None, tokens, tokens, device=key_padding.device)
 
 
 def _feature_extractor_gemm(extractor, source: torch.Tensor) -> torch.Tensor:
@@ -643,7 +671,7 @@ def _grouped_conv_gemm(conv: torch.nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     t_out = patches.size(1)
     patches = patches.reshape(batch * t_out, groups, (channels // groups) * k).transpose(0, 1)  # (G, N, Cg*k)
     weight = conv.weight.reshape(groups, conv.out_channels // groups, -1).transpose(1, 2)  # (G, Cg*k, Og)
-    out = torch.bmm(patches, weight.to(patches.dtype) if not torch.is_autocast_enabled() else weight)
+    out = torch.bmm(patches, weight.to(patches.dtype))  # under autocast bmm casts both anyway
     out = out.transpose(0, 1).reshape(batch, t_out, conv.out_channels)
     if conv.bias is not None:
         out = out + conv.bias.to(out.dtype)
