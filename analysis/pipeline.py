@@ -3,6 +3,7 @@ enhance → summarise. No Celery, no database: ``worker.jobs`` adds those."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,7 +65,7 @@ class SegmentAnalysis:
             "primary": {"label": self.decision.label, "confidence": self.decision.confidence},
             "flags": self.decision.flags,
             "enhancement": self.decision.details,
-            "quality": _quality_dict(self.quality),
+            "quality": quality_dict(self.quality),
             "timeline": self.timeline,
         }
 
@@ -81,6 +82,9 @@ class Analysis:
     calibration_version: int | None = None
     channel_quality: list[dict] = field(default_factory=list)
     domain_profile: dict = field(default_factory=dict)
+    # Wall seconds per stage of analyse(): decode, vad, model, focus (the
+    # fear/disgust focus windows: re-scoring on the model), enhance (the rest).
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def primary(self) -> tuple[str, float]:
@@ -90,7 +94,7 @@ class Analysis:
         return EMOTION_LABELS[top], float(self.scores[top])
 
 
-def _quality_dict(q: AudioQuality) -> dict:
+def quality_dict(q: AudioQuality) -> dict:
     return {
         "duration_seconds": round(q.duration_seconds, 3),
         "speech_seconds": round(q.speech_seconds, 3),
@@ -117,12 +121,15 @@ def decode_recording(path: Path, settings: Settings) -> DecodedAudio:
     return decode(path, ffmpeg=settings.storage.ffmpeg_exe(), max_duration_seconds=settings.server.max_duration_seconds)
 
 
-def segment_recording(audio: DecodedAudio, settings: Settings) -> tuple[list[Segment], list[np.ndarray]]:
-    """Utterance segments of every channel, and each channel's speech mask."""
+def segment_recording(
+    audio: DecodedAudio, settings: Settings, device: str = "cpu"
+) -> tuple[list[Segment], list[np.ndarray]]:
+    """Utterance segments of every channel, and each channel's speech mask;
+    Silero runs on ``device`` (a GPU worker's VAD runs beside its model)."""
     segments: list[Segment] = []
     masks: list[np.ndarray] = []
     for channel, samples in enumerate(audio.channels):
-        found, mask = segment_channel(samples, channel, settings.segmentation)
+        found, mask = segment_channel(samples, channel, settings.segmentation, device=device)
         if not found:
             # No speech: score the opening stretch anyway so the result still has
             # scores and an embedding, and mark it rather than guess.
@@ -151,12 +158,18 @@ def analyse(
     settings: Settings,
     profile: Profile | None = None,
 ) -> Analysis:
+    clock = time.perf_counter
+    t0 = clock()
     audio = decode_recording(path, settings)
+    t1 = clock()
     roles = roles_for(audio.channels.shape[0], spec.channel_roles)
-    segments, masks = segment_recording(audio, settings)
+    segments, masks = segment_recording(audio, settings, engine.info.device)
+    t2 = clock()
     clips = [audio.channels[s.channel][int(s.start * SAMPLE_RATE) : int(s.end * SAMPLE_RATE)] for s in segments]
     keep_frames = spec.granularity == "frame"
     scored = engine.score(clips, keep_frames=keep_frames)
+    t3 = clock()
+    focus_seconds = 0.0
     profile = profile or Profile(domain=spec.domain, version=None)
     policy = settings.enhancement.with_overrides(profile.thresholds)
 
@@ -164,7 +177,11 @@ def analyse(
     for index, (segment, clip_scores) in enumerate(zip(segments, scored)):
         quality = _segment_quality(audio, segment, masks[segment.channel], settings.quality)
         prior_adjusted = profile.apply(clip_scores.scores)
-        focus = focus_evidence(engine, clips[index]) if close_fear_disgust_call(prior_adjusted, policy) else None
+        focus = None
+        if close_fear_disgust_call(prior_adjusted, policy):
+            f0 = clock()
+            focus = focus_evidence(engine, clips[index])
+            focus_seconds += clock() - f0
         decision = enhance(prior_adjusted, clip_scores.embedding, centroids, policy, focus)
         decision.details["domain_profile"] = profile.describe()
         for flag in quality.flags:
@@ -201,6 +218,13 @@ def analyse(
         )
     analysis = summarise(engine.info, audio, analysed, roles, masks, settings.quality, centroids)
     analysis.domain_profile = profile.describe()
+    analysis.timings = {
+        "decode": t1 - t0,
+        "vad": t2 - t1,
+        "model": t3 - t2,
+        "focus": focus_seconds,
+        "enhance": clock() - t3 - focus_seconds,
+    }
     return analysis
 
 
@@ -247,7 +271,7 @@ def summarise(
     channel_quality = []
     for channel, samples in enumerate(audio.channels):
         q = measure(samples, SAMPLE_RATE, masks[channel] if len(masks[channel]) else None, quality)
-        channel_quality.append({"channel": channel, "role": roles[channel], **_quality_dict(q)})
+        channel_quality.append({"channel": channel, "role": roles[channel], **quality_dict(q)})
     flags: list[str] = []
     for s in segments:
         flags.extend(f for f in s.decision.flags if f not in flags)

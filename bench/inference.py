@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "call.wav"
-        sf.write(path, stereo_call(args.call_seconds).T, RATE, subtype="PCM_16")
+        sf.write(path, stereo_call(args.call_seconds, RATE).T, RATE, subtype="PCM_16")
         wall_d, analysis = timed(
             lambda: analyse(
                 path, JobSpec("bench", "bench", "utterance", None, ("agent", "customer")), engine, None, settings

@@ -113,8 +113,19 @@ class EngineSettings(BaseSettings):
     ncpu: int = 2
     # bf16/fp16: CUDA autocast; int8: CPU dynamic quantisation of the Linear layers.
     precision: Literal["fp32", "bf16", "fp16", "int8"] = "fp32"
-    max_batch_seconds: float = 60.0
+    max_batch_seconds: float | None = None  # None: 60 on CPU, 200 on a GPU
     max_padding_ratio: float | None = None  # None: 0.0 on CPU, 0.5 on a GPU
+    # Forward-pass switches (analysis.engine.EngineOptions; bench.engine_gpu measures each).
+    bias_once: bool = Field(True, alias="EMOQ_ENGINE_BIAS_ONCE")
+    conv_gemm: bool = Field(False, alias="EMOQ_ENGINE_CONV_GEMM")
+    pos_conv_gemm: bool = Field(False, alias="EMOQ_ENGINE_POS_CONV_GEMM")
+    compile: bool = Field(False, alias="EMOQ_ENGINE_COMPILE")
+    # CUDA bf16/fp16: the weights are stored in that dtype once instead of cast every batch.
+    cast_weights: bool = Field(False, alias="EMOQ_ENGINE_CAST_WEIGHTS")
+    sdpa_backend: Literal["auto", "efficient", "cudnn", "math"] = Field("auto", alias="EMOQ_ENGINE_SDPA_BACKEND")
+    flex_attention: bool = Field(False, alias="EMOQ_ENGINE_FLEX_ATTENTION")
+    # fp32 on a GPU uses TF32 tensor cores only when this is set.
+    tf32: bool = False
     frame_window_seconds: float = 0.4
     frame_hop_seconds: float = 0.1
 

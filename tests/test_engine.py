@@ -3,8 +3,11 @@ random-weight checkpoint (the stand-in for the real weights)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
+import torch
 
 from analysis.engine import EmotionEngine, ModelUnavailable, english_label, resolve_model_source
 from config.settings import EngineSettings
@@ -126,3 +129,46 @@ def test_fused_attention_is_bound_to_the_quantised_modules(model_dir):
     blocks = [m for m in quantised.model.modules() if isinstance(m, AltAttention)]
     assert blocks and all(m.forward.__self__ is m for m in blocks)
     assert all("quantized" in type(m.qkv).__module__ for m in blocks)
+
+
+OPTION_SETS = (
+    {"bias_once": True},
+    {"conv_gemm": True},
+    {"pos_conv_gemm": True},
+    {"bias_once": True, "conv_gemm": True, "pos_conv_gemm": True},
+    {"flex_attention": True},  # flex_attention's eager reference on CPU: the arithmetic, not the kernel
+)
+
+
+@pytest.mark.parametrize("options", OPTION_SETS, ids=lambda o: "+".join(o))
+def test_engine_options_keep_fp32_scores(model_dir, clips, options):
+    """Each forward-pass switch agrees with FunASR's own forward on one padded
+    batch of very different lengths, with distinct ALiBi scales per layer and
+    head (the random model's are all 1.0, which would hide a mix-up)."""
+    from analysis.engine import EngineOptions
+
+    legacy = EngineOptions(bias_once=False)
+    engine = EmotionEngine.load(
+        EngineSettings(model=str(model_dir), ncpu=2, max_padding_ratio=1.0, **dataclasses.asdict(legacy))
+    )
+    scales = engine.model.modality_encoders["AUDIO"].alibi_scale
+    assert scales.shape[0] > 1 and scales.shape[2] > 1  # per layer and per head
+    with torch.no_grad():
+        scales.copy_(torch.linspace(0.3, 1.7, scales.numel()).reshape(scales.shape))
+    reference = engine.score(clips, keep_frames=True)
+    mine = engine.with_options(**options).score(clips, keep_frames=True)
+    assert engine.options.own_forward
+    for r, m in zip(reference, mine):
+        np.testing.assert_allclose(m.scores, r.scores, atol=1e-5)
+        np.testing.assert_allclose(m.embedding, r.embedding, atol=1e-4)
+        np.testing.assert_allclose(m.frames, r.frames, atol=1e-4)
+
+
+def test_bias_once_is_the_default_and_equal_in_fp32(engine, clips, monkeypatch):
+    monkeypatch.setattr(engine, "max_padding_ratio", 1.0)
+    monkeypatch.setattr(engine, "options", engine.options)
+    assert engine.options.bias_once  # the default
+    once = engine.score(clips)
+    legacy = engine.with_options(bias_once=False).score(clips)
+    for a, b in zip(once, legacy):
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)  # bitwise equal where measured

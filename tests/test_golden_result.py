@@ -21,7 +21,8 @@ from analysis.pipeline import JobSpec, analyse
 from analysis.synthetic import speech_like
 from config import Settings
 from ops.random_model import write_random_model
-from worker.jobs import frame_key, result_values
+from worker.jobs import frame_key
+from worker.results import result_values
 
 GOLDEN = Path(__file__).parent / "golden" / "stereo-call-result.json"
 JOB_ID = "00000000-0000-0000-0000-000000000001"

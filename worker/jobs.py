@@ -11,7 +11,6 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -19,10 +18,11 @@ from sqlalchemy.dialects.postgresql import insert
 
 from analysis.audio import AudioError
 from analysis.pipeline import Analysis, InvalidChannelRoles, JobSpec, analyse
-from models import EMOTION_LABELS, Job, JobStatus, Result, ReviewItem
+from models import Job, JobStatus, Result, ReviewItem
 from models.db import transaction
 from storage import ObjectMissing
 from worker.context import WorkerContext
+from worker.results import result_values, review_item_values
 
 log = logging.getLogger(__name__)
 
@@ -102,47 +102,12 @@ def store_artifacts(ctx: WorkerContext, spec: JobSpec, analysis: Analysis) -> di
     return keys
 
 
-def result_values(analysis: Analysis, review_flags: frozenset[str], frame_keys: dict[int, str]) -> dict[str, Any]:
-    """What a finished job stores as its result (the row, less its ids):
-    ``GET /v1/jobs/{id}`` and the exports read it back as it is."""
-    label, confidence = analysis.primary
-    segments = []
-    for s in analysis.segments:
-        row = s.as_dict()
-        row["frames_key"] = frame_keys.get(s.index)
-        segments.append(row)
-    return {
-        "model_id": analysis.model.model_id,
-        "model_revision": analysis.model.revision,
-        "model_random_weights": analysis.model.random_weights,
-        "primary_label": label,
-        "primary_confidence": confidence,
-        "scores": {k: float(v) for k, v in zip(EMOTION_LABELS, analysis.scores)},
-        "embedding": [float(x) for x in analysis.embedding],
-        "embedding_dim": int(analysis.embedding.shape[0]),
-        "enhancement": {
-            "policy_review_flags": sorted(review_flags),
-            "calibration_version": analysis.calibration_version,
-            "domain_profile": analysis.domain_profile,
-            "segments_redecided": sum(
-                1
-                for s in analysis.segments
-                if (s.decision.details.get("fear_disgust") or {}).get("redecision") == "applied"
-            ),
-            "model": analysis.model.as_dict(),
-        },
-        "flags": analysis.flags,
-        "segments": segments,
-        "aggregate": {**analysis.aggregate, "channel_quality": analysis.channel_quality},
-        "calibration_version": analysis.calibration_version,
-    }
-
-
 def persist(ctx: WorkerContext, spec: JobSpec, analysis: Analysis, frame_keys: dict[int, str]) -> None:
     """Result, review items and the job's success in one transaction; a
     redelivered job finds its result already there and changes nothing."""
     review_flags = ctx.settings.review.flags_for(spec.domain)
     values = result_values(analysis, review_flags, frame_keys)
+    items = review_item_values(analysis, spec, review_flags)
     job_id = uuid.UUID(spec.job_id)
     with transaction(ctx.sessions) as session:
         job = session.get(Job, job_id, with_for_update=True)
@@ -156,33 +121,10 @@ def persist(ctx: WorkerContext, spec: JobSpec, analysis: Analysis, frame_keys: d
         ).scalar()
         if result_id is None:
             result_id = session.execute(select(Result.id).where(Result.job_id == job_id)).scalar_one()
-        for s in analysis.segments:
-            reasons = [f for f in s.decision.flags if f in review_flags]
-            if not reasons:
-                continue
+        for item in items:
             session.execute(
                 insert(ReviewItem)
-                .values(
-                    id=uuid.uuid4(),
-                    job_id=job_id,
-                    result_id=result_id,
-                    segment_index=s.index,
-                    start_seconds=s.start,
-                    end_seconds=s.end,
-                    channel_role=s.role,
-                    domain=spec.domain,
-                    embedding=[float(x) for x in s.embedding],
-                    model_scores={k: float(v) for k, v in zip(EMOTION_LABELS, s.raw_scores)},
-                    model_label=s.decision.label,
-                    reasons=reasons,
-                    reason_details={
-                        "flags": s.decision.flags,
-                        "enhancement": s.decision.details,
-                        "enhanced_scores": s.decision.scores_dict(),
-                        "quality": values["segments"][s.index]["quality"],
-                    },
-                    status="pending",
-                )
+                .values(id=uuid.uuid4(), job_id=job_id, result_id=result_id, **item)
                 .on_conflict_do_nothing(constraint="uq_review_items_result_segment")
             )
         job.succeed(
