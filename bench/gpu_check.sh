@@ -82,7 +82,7 @@ step worker && timeout -k 10 $(( $(left) > 60 ? ($(left) < 200 ? $(left) : 200) 
 echo "worker bench (energy VAD) rc=$? after $(( $(date +%s) - START )) s"
 
 # 4. the same with Silero VAD (today's worker)
-step silero && timeout -k 10 $(( $(left) > 45 ? ($(left) < 120 ? $(left) : 120) : 45 )) \
+step silero && timeout -k 10 $(( $(left) > 45 ? ($(left) < ${SILERO_MAX:-120} ? $(left) : ${SILERO_MAX:-120}) : 45 )) \
   "$PY" -m bench.worker_throughput --device "$DEVICE" --model "$MODEL" --calls "$SILERO_CALLS" \
   --min-seconds "$CALL_SECONDS" --max-seconds "$CALL_SECONDS" --processes "$SILERO_KS" --vad silero \
   --data-dir "$DATA" --json-out "$OUT/worker_silero.json" >> "$OUT/worker.log" 2>&1
