@@ -35,7 +35,7 @@ def _workers(client: redis.Redis) -> list[dict]:
     return [json.loads(v) for v in client.mget(keys) if v] if keys else []
 
 
-def _checks(svc: Services) -> dict[str, Callable[[], object]]:
+def _checks(svc: Services) -> dict[str, Callable[[], list[dict] | None]]:
     client = redis.Redis.from_url(
         svc.settings.queue.redis_url, socket_timeout=CHECK_SECONDS, socket_connect_timeout=CHECK_SECONDS
     )
@@ -68,7 +68,7 @@ def run_checks(svc: Services) -> tuple[dict[str, dict], list[dict]]:
         else:
             results[name] = {"ok": True}
             if name == "redis":
-                workers = future.result()
+                workers = future.result() or []
     return results, workers
 
 
