@@ -20,7 +20,7 @@ from api.inputs import optional_text
 from api.pagination import next_cursor, page
 from api.services import services
 from api.uploads import object_key_for, receive
-from domain import callback_urls
+from domain import callback_urls, erasure
 from models import EMOTION_LABELS, Job, JobStatus, Result, Role
 from models.db import transaction
 from storage import ObjectMissing
@@ -133,13 +133,28 @@ def submit() -> tuple[dict, int, dict]:
     return {"id": str(job_id), "status": JobStatus.queued.value}, 202, {"Location": location}
 
 
-def _visible_job(session, job_id: uuid.UUID) -> tuple[Job, Result | None]:
-    """The job and its result, if the caller may see it; submitters see only their own."""
+def _own_job(session, job_id: uuid.UUID) -> Job:
+    """The job, if the caller may see it (submitters see only their own); 410 once erased."""
     job = session.get(Job, job_id)
     key = current_key()
     if job is None or (key.role == Role.submitter.value and job.submitter_id != key.id):
         raise Problem(404, "job_not_found", f"no job {job_id}")
+    if job.deleted_at is not None:
+        raise Problem(410, "job_erased", f"job {job_id} was erased", **tombstone(job))
+    return job
+
+
+def _visible_job(session, job_id: uuid.UUID) -> tuple[Job, Result | None]:
+    job = _own_job(session, job_id)
     return job, session.scalar(select(Result).where(Result.job_id == job.id))
+
+
+def tombstone(job: Job) -> dict:
+    return {
+        "id": str(job.id),
+        "deleted_at": job.deleted_at and job.deleted_at.isoformat(),
+        "deleted_by": job.deleted_by and str(job.deleted_by),
+    }
 
 
 def result_body(result: Result) -> dict:
@@ -173,6 +188,8 @@ def job_body(job: Job, result: Result | None, *, full: bool) -> dict:
         "created_at": job.created_at.isoformat(),
         "started_at": job.started_at and job.started_at.isoformat(),
         "finished_at": job.finished_at and job.finished_at.isoformat(),
+        "audio_purged_at": job.audio_purged_at and job.audio_purged_at.isoformat(),
+        "result_purged_at": job.result_purged_at and job.result_purged_at.isoformat(),
         "recording": {
             "sha256": job.sha256,
             "size_bytes": job.size_bytes,
@@ -204,6 +221,21 @@ def get_job(job_id: uuid.UUID) -> dict:
     with services().sessions() as session:
         job, result = _visible_job(session, job_id)
         return job_body(job, result, full=True)
+
+
+@bp.delete("/<uuid:job_id>")
+@requires(Role.submitter)
+def erase_job(job_id: uuid.UUID) -> dict:
+    """Erase the recording, frame files, result and review items; keep a tombstone."""
+    svc = services()
+    with transaction(svc.sessions) as session:
+        _own_job(session, job_id)
+        try:
+            job = erasure.erase_job(session, svc.store, job_id, current_key().id)
+        except erasure.AlreadyErased:  # erased meanwhile by another request
+            raise Problem(410, "job_erased", f"job {job_id} was erased") from None
+        current_app.logger.info("job erased", extra={"job_id": str(job_id), "actor_id": str(current_key().id)})
+        return tombstone(job)
 
 
 @bp.get("/<uuid:job_id>/embedding")
@@ -244,7 +276,7 @@ def get_frames(job_id: uuid.UUID, index: int) -> Response:
 @requires(Role.submitter, Role.reviewer)
 def list_jobs() -> dict:
     svc = services()
-    query = select(Job)
+    query = select(Job).where(Job.deleted_at.is_(None))
     status = request.args.get("status")
     if status:
         if status not in {s.value for s in JobStatus}:

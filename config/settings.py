@@ -96,6 +96,8 @@ class QueueSettings(BaseSettings):
     # (Redis restarted without persistence). Keep it above the longest backlog.
     stale_queued_seconds: int = 21600
     sweep_interval_seconds: int = 60
+    # How often beat runs the retention purge (EMOQ_AUDIO_RETENTION_DAYS, EMOQ_RESULT_RETENTION_DAYS).
+    retention_interval_seconds: int = 3600
     worker_heartbeat_seconds: int = 10
 
     @model_validator(mode="after")
@@ -218,7 +220,6 @@ class RetentionSettings(BaseSettings):
     audio_retention_days: float | None = Field(None, gt=0)
     # Results (scores, embeddings, review items) of finished jobs older than this are purged too.
     result_retention_days: float | None = Field(None, gt=0)
-    retention_interval_seconds: int = 3600
 
 
 class ObservabilitySettings(BaseSettings):

@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from analysis.audio import AudioError
 from analysis.pipeline import Analysis, InvalidChannelRoles, JobSpec, analyse
+from domain.erasure import frames_prefix
 from models import EMOTION_LABELS, Job, JobStatus, Result, ReviewItem
 from models.db import transaction
 from storage import ObjectMissing
@@ -64,7 +65,7 @@ def start_job(ctx: WorkerContext, delivery: Delivery) -> JobSpec | None:
 def fail_job(ctx: WorkerContext, job_id: uuid.UUID, code: str, message: str) -> None:
     with transaction(ctx.sessions) as session:
         job = session.get(Job, job_id, with_for_update=True)
-        if job is not None and job.status != JobStatus.succeeded.value:
+        if job is not None and job.status != JobStatus.succeeded.value and job.deleted_at is None:
             job.fail(code, message)
     log.warning("job %s failed: %s: %s", job_id, code, message)
 
@@ -86,7 +87,7 @@ def fetch_recording(ctx: WorkerContext, key: str, directory: Path) -> Path:
 
 
 def frame_key(job_id: str, index: int) -> str:
-    return f"frames/{job_id}/segment-{index:04d}.npy"
+    return f"{frames_prefix(job_id)}segment-{index:04d}.npy"
 
 
 def store_artifacts(ctx: WorkerContext, spec: JobSpec, analysis: Analysis) -> dict[int, str]:
@@ -147,6 +148,12 @@ def persist(ctx: WorkerContext, spec: JobSpec, analysis: Analysis, frame_keys: d
     with transaction(ctx.sessions) as session:
         job = session.get(Job, job_id, with_for_update=True)
         if job is None or job.status == JobStatus.succeeded.value:
+            return
+        if job.deleted_at is not None:
+            # Erased while it was analysed: the erasure could not see the frame
+            # files written since, so they go now, and nothing is saved.
+            ctx.store.remove_many(list(frame_keys.values()))
+            log.info("job %s was erased during analysis; result discarded", job_id)
             return
         result_id = session.execute(
             insert(Result)

@@ -14,9 +14,10 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 from urllib3.exceptions import HTTPError
 
-from broker import ANALYSE_TASK, NOTIFY_TASK, SWEEP_TASK, Publisher
+from broker import ANALYSE_TASK, NOTIFY_TASK, RETENTION_TASK, SWEEP_TASK, Publisher
 from config import load_settings
 from config.settings import QueueSettings
+from domain.retention import apply_retention
 from worker.context import WorkerContext, get_context
 from worker.jobs import Delivery, fail_job, release_for_retry, run_job
 from worker.sweep import sweep_stale_jobs
@@ -77,6 +78,15 @@ def _analyse(self: Task, ctx: WorkerContext, delivery: Delivery) -> None:
 def sweep(self: Task) -> dict[str, int]:
     ctx = get_context(load_settings())
     return sweep_stale_jobs(ctx.sessions, ctx.settings.queue, Publisher(self.app, ctx.sessions))
+
+
+@shared_task(name=RETENTION_TASK)
+def retention() -> dict[str, int]:
+    ctx = get_context(load_settings())
+    counts = apply_retention(ctx.sessions, ctx.store, ctx.settings.retention)
+    if any(counts.values()):
+        log.info("retention purge", extra=counts)
+    return counts
 
 
 @shared_task(bind=True, name=NOTIFY_TASK)
