@@ -21,6 +21,7 @@ from domain.retention import apply_retention
 from worker.context import WorkerContext, get_context
 from worker.jobs import Delivery, fail_job, release_for_retry, run_job
 from worker.sweep import sweep_stale_jobs
+from worker.telemetry import WEBHOOK_FAILURES
 from worker.webhooks import WebhookFailed, WebhookRefused, deliver, pending_callback
 
 log = logging.getLogger(__name__)
@@ -96,9 +97,12 @@ def notify(self: Task, job_id: str) -> None:
     try:
         deliver(ctx.sessions, webhooks, uuid.UUID(job_id))
     except WebhookRefused as exc:
+        WEBHOOK_FAILURES.labels("refused").inc()
         log.warning("job %s: webhook refused: %s", job_id, exc)
     except (WebhookFailed, *TRANSIENT) as exc:
+        WEBHOOK_FAILURES.labels("failed").inc()
         if self.request.retries >= webhooks.max_retries:
+            WEBHOOK_FAILURES.labels("given_up").inc()
             log.warning("job %s: webhook given up after %d retries: %s", job_id, self.request.retries, exc)
             return
         countdown = _backoff(ctx.settings.queue, self.request.retries)
