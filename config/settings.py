@@ -53,7 +53,7 @@ class StorageSettings(BaseSettings):
     s3_region: str = "us-east-1"
     # A dead S3 server must not hold an API worker: connecting gives up fast and is
     # not retried; reads (a large upload's answer) may take longer.
-    s3_connect_timeout_seconds: float = 2.0
+    s3_connect_timeout_seconds: float = 1.5
     s3_read_timeout_seconds: float = 60.0
     work_dir: Path = ROOT / "var" / "work"
     # The ffmpeg binary for containers libsndfile can't read; default: imageio-ffmpeg's own.
