@@ -25,7 +25,8 @@ MAX_URL_BYTES = 4096
 MAX_HEADER_BYTES = 8192
 MAX_HEADERS = 100
 MAX_FORM_PARTS = 100
-MAX_FORM_FIELD_BYTES = 64 * 1024
+# Werkzeug applies this to its read buffer too (64 KiB chunks), so it must stay well above that.
+MAX_FORM_FIELD_BYTES = 500_000
 
 
 def clean_text(name: str, value: Any, max_length: int, *, multiline: bool = False) -> str:

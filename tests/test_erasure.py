@@ -205,3 +205,24 @@ def test_beat_schedules_retention_on_the_maintenance_queue(settings):
     (entry,) = [e for e in conf.beat_schedule.values() if e["task"] == RETENTION_TASK]
     assert entry["schedule"] == settings.queue.retention_interval_seconds
     assert conf.task_routes[RETENTION_TASK] == {"queue": MAINTENANCE_QUEUE}
+
+
+def test_erasure_while_storage_is_down_changes_nothing_and_can_be_repeated(client, settings, keys, sessions, store):
+    from api import create_app
+
+    job = make_job(sessions, store, wav_bytes(voiced(1.0)), key_id(sessions, "submitter"), external_id="keep-me")
+    down = create_app(settings.override({"EMOQ_S3_ENDPOINT": "127.0.0.1:1"})).test_client()
+    refused = down.delete(f"/v1/jobs/{job.id}", headers=keys["submitter"])
+    assert refused.status_code == 503 and refused.get_json()["code"] == "storage_unavailable"
+    with sessions() as session:
+        row = session.get(Job, job.id)
+    assert row.deleted_at is None and row.external_id == "keep-me"
+    assert store.keys(job.object_key) == [job.object_key]
+    assert count_audit(sessions, job.id) == 0
+    assert client.delete(f"/v1/jobs/{job.id}", headers=keys["submitter"]).status_code == 200
+    assert store.keys(job.object_key) == [] and count_audit(sessions, job.id) == 1
+
+
+def count_audit(sessions, job_id) -> int:
+    with sessions() as session:
+        return session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.job_id == job_id))
