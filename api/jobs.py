@@ -128,7 +128,17 @@ def submit() -> tuple[dict, int, dict]:
     finally:
         upload.path.unlink(missing_ok=True)
     # Only now, with the row committed, may a worker see the job.
-    svc.publisher.analysis(job_id, task_id)
+    published = svc.publisher.analysis(job_id, task_id)
+    current_app.logger.info(
+        "job submitted",
+        extra={
+            "job_id": str(job_id),
+            "external_id": external_id,
+            "size_bytes": upload.size_bytes,
+            "audio_seconds": upload.duration_seconds,
+            "published": published,  # False: the sweep publishes it once the broker is back
+        },
+    )
     location = url_for("jobs.get_job", job_id=job_id)
     return {"id": str(job_id), "status": JobStatus.queued.value}, 202, {"Location": location}
 

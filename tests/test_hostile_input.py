@@ -256,6 +256,11 @@ CASES: dict[str, Case] = {
     "key-name-too-long": Case(
         "POST", "/v1/api-keys", 400, "invalid_name", key="admin", json={"name": "n" * 201, "role": "admin"}
     ),
+    "key-role-nul": Case(
+        "POST", "/v1/api-keys", 400, "invalid_role", key="admin", json={"name": "n", "role": "admin\x00"}
+    ),
+    "export-format-nul": Case("GET", "/v1/exports/results?format=csv%00", 400, "invalid_format"),
+    "review-status-invalid-utf8": Case("GET", "/v1/review-items?status=%c3%28", 400, "invalid_status", key="reviewer"),
     "key-role-unknown": Case(
         "POST", "/v1/api-keys", 400, "invalid_role", key="admin", json={"name": "n", "role": "root"}
     ),

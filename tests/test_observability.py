@@ -112,3 +112,17 @@ def test_json_formatter_carries_extra_fields_and_exceptions():
     body = json.loads(JsonFormatter().format(record))
     assert body["message"] == "job j1" and body["level"] == "WARNING" and body["job_id"] == "j1"
     assert "ValueError: boom" in body["exception"]
+
+
+def test_webhook_failures_are_counted(client, keys, worker, metrics_dir, monkeypatch):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+
+    def failures() -> float:
+        return value(samples(client.get("/metrics")), "emoq_webhook_failures_total", reason="failed") or 0.0
+
+    before = failures()
+    job_id = submit(
+        client, keys["submitter"], wav_bytes(voiced(0.5)), callback_url="http://127.0.0.1:9/nothing-listens"
+    ).get_json()["id"]
+    assert wait_for_job(client, keys["submitter"], job_id)["status"] == "succeeded"
+    wait_until(lambda: failures() > before, 30, "a failed webhook delivery to be counted")
