@@ -16,7 +16,7 @@ from analysis.focus import focus_evidence
 from analysis.labels import EMOTION_LABELS
 from analysis.profile import Profile
 from analysis.quality import AudioQuality, measure
-from analysis.segment import Segment, segment_channel
+from analysis.segment import Segment, segment_channel, speech_probabilities, vad_applies
 from analysis.timeline import build_timeline
 from config import Settings
 from config.settings import QualitySettings
@@ -128,8 +128,11 @@ def segment_recording(
     Silero runs on ``device`` (a GPU worker's VAD runs beside its model)."""
     segments: list[Segment] = []
     masks: list[np.ndarray] = []
+    # All channels through Silero at once (side by side in its LSTM).
+    probs = speech_probabilities(audio.channels, device) if vad_applies(audio.channels.shape[1]) else None
     for channel, samples in enumerate(audio.channels):
-        found, mask = segment_channel(samples, channel, settings.segmentation, device=device)
+        vad = None if probs is None else (lambda _samples, row=probs[channel]: row)
+        found, mask = segment_channel(samples, channel, settings.segmentation, device=device, vad=vad)
         if not found:
             # No speech: score the opening stretch anyway so the result still has
             # scores and an embedding, and mark it rather than guess.

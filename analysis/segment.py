@@ -133,20 +133,26 @@ def _silero_parts(device: str) -> _SileroParts:
 
 def speech_probabilities(samples: np.ndarray, device: str = "cpu") -> np.ndarray:
     """Silero's speech probability for each 32 ms frame of 16 kHz audio, as
-    its frame-by-frame loop gives it, with the stateless part batched."""
+    its frame-by-frame loop gives it, with the stateless part batched.
+
+    ``samples`` is one channel, (n,), or the channels of one recording,
+    (channels, n): those run through the LSTM side by side as batch rows,
+    which costs little more than one channel, since the LSTM's time is mostly
+    a fixed cost per step (a stereo call's VAD is then about one channel's)."""
     parts = _silero_parts(device)
-    n_frames = math.ceil(len(samples) / VAD_FRAME_SAMPLES)
+    channels = np.atleast_2d(samples)
+    n_frames = math.ceil(channels.shape[1] / VAD_FRAME_SAMPLES)
     with _one_cpu_thread(parts.device), torch.inference_mode():
-        audio = torch.as_tensor(samples, dtype=torch.float32, device=parts.device)
-        features = _frame_features(parts, audio, n_frames)
+        audio = torch.as_tensor(channels, dtype=torch.float32, device=parts.device)
+        features = torch.stack([_frame_features(parts, row, n_frames) for row in audio])  # (C, n_frames, 128)
         hidden = torch.empty_like(features)
         state = None
         for first in range(0, n_frames, _LSTM_SPAN_FRAMES):
             span = slice(first, first + _LSTM_SPAN_FRAMES)
-            out, state = parts.lstm(features[None, span], state)
-            hidden[span] = out[0]
-        probs = parts.head(hidden.unsqueeze(-1))
-    return probs.reshape(-1).cpu().numpy()
+            hidden[:, span], state = parts.lstm(features[:, span], state)
+        probs = parts.head(hidden.reshape(-1, hidden.shape[-1], 1)).reshape(len(channels), n_frames)
+    result = probs.cpu().numpy()
+    return result if samples.ndim == 2 else result[0]
 
 
 @contextmanager
@@ -205,6 +211,11 @@ def framewise_speech_probabilities(samples: np.ndarray) -> np.ndarray:
     return np.array(probs, dtype=np.float32)
 
 
+def vad_applies(n_samples: int) -> bool:
+    """Silero decides for clips this long; shorter ones go by energy (_short_clip)."""
+    return n_samples >= _VAD_MIN_SECONDS * SAMPLE_RATE
+
+
 def segment_channel(
     samples: np.ndarray,
     channel: int,
@@ -227,7 +238,7 @@ def segment_channel(
     Silero runs on `device`; `vad`, when given, replaces it (samples in, one
     speech probability per frame out).
     """
-    if len(samples) < _VAD_MIN_SECONDS * SAMPLE_RATE:
+    if not vad_applies(len(samples)):
         regions, mask = _short_clip(samples)
     else:
         probs = vad(samples) if vad is not None else speech_probabilities(samples, device)

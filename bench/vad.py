@@ -181,6 +181,17 @@ def main(argv: list[str] | None = None) -> dict:
             batched_seconds[i] = min(batched_seconds[i], seconds)
             batched_probs[i] = probs
 
+    # A stereo call's two channels go through the LSTM together (analysis.pipeline does so).
+    pairs = [
+        np.stack([a.samples[:n], b.samples[:n]])
+        for a, b in zip(channels[::2], channels[1::2])
+        if (n := min(len(a.samples), len(b.samples)))
+    ]
+    stereo_seconds = [min(_seconds(batched, pair)[0] for _ in range(args.repeats)) for pair in pairs]
+    if not pairs:
+        parser.error("--minutes too small for two channels")
+    stereo_ms = 1000 * sum(stereo_seconds) / (sum(pair.size for pair in pairs) / SAMPLE_RATE / 60)
+
     frames_same = sum(frame_agreement(r, b) * len(r) for r, b in zip(reference_probs, batched_probs))
     frames = sum(len(r) for r in reference_probs)
     max_difference = max(float(np.abs(r - b).max()) for r, b in zip(reference_probs, batched_probs))
@@ -204,6 +215,8 @@ def main(argv: list[str] | None = None) -> dict:
         "reference_ms_per_channel_minute": round(reference_ms, 1),
         "batched_ms_per_channel_minute": round(batched_ms, 2),
         "speedup": round(reference_ms / batched_ms, 1),
+        "stereo_ms_per_channel_minute": round(stereo_ms, 2),
+        "stereo_speedup": round(reference_ms / stereo_ms, 1),
         "frame_agreement": round(frames_same / frames, 5),
         "max_probability_difference": float(f"{max_difference:.2g}"),
         "reference_segments": reference_count,
@@ -218,6 +231,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{report['channels']} channels, {minutes:.1f} channel-minutes; {report['device']}")
     print(f"reference (frame by frame): {reference_ms:8.1f} ms per channel-minute")
     print(f"batched:                    {batched_ms:8.2f} ms per channel-minute  ({report['speedup']}x)")
+    print(
+        f"batched, stereo together:   {report['stereo_ms_per_channel_minute']:8.2f} ms per channel-minute"
+        f"  ({report['stereo_speedup']}x)"
+    )
     agreement = 100 * report["frame_agreement"]
     print(f"frames on the same side of {THRESHOLD}: {agreement:.3f}%  (max |dp| {max_difference:.2g})")
     print(

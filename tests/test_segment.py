@@ -285,3 +285,14 @@ def test_espeak_sentences_are_segmented(tmp_path: Path, telephone: bool) -> None
     assert not any(s.start < gap_start + 1.0 < s.end for s in segments)  # nothing spans the gap
     assert segments[0].start == pytest.approx(0.5, abs=0.3)
     assert measure(samples, RATE, mask, QUALITY).speech_seconds > 0.7 * (len(parts[0]) + len(parts[1])) / RATE
+
+
+def test_channels_side_by_side_give_each_channel_its_own_answer():
+    """A recording's channels share one LSTM pass as batch rows; each row must
+    be what that channel alone gives (the pipeline relies on it)."""
+    agent = speech_like(4.0, RATE, seed=21)
+    customer = np.concatenate([silence(1.5, RATE), speech_like(2.5, RATE, seed=22)])
+    together = speech_probabilities(np.stack([agent, customer]))
+    assert together.shape == (2, len(speech_probabilities(agent)))
+    np.testing.assert_allclose(together[0], speech_probabilities(agent), atol=1e-5)
+    np.testing.assert_allclose(together[1], speech_probabilities(customer), atol=1e-5)
