@@ -20,7 +20,14 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from analysis.probe import MAX_CHANNELS, SOUNDFILE_FORMATS, probe_duration, sniff_audio_format, wav_is_truncated
+from analysis.probe import (
+    MAX_CHANNELS,
+    MIN_DURATION_SECONDS,
+    SOUNDFILE_FORMATS,
+    probe_duration,
+    sniff_audio_format,
+    wav_is_truncated,
+)
 
 SAMPLE_RATE = 16_000
 
@@ -58,7 +65,7 @@ class _Stream:
 
 def decode(path: Path, *, ffmpeg: str, max_duration_seconds: float, max_channels: int = MAX_CHANNELS) -> DecodedAudio:
     """Decode to float32 channels at 16 kHz, or raise AudioError with code
-    undecodable_audio, empty_audio or recording_too_long."""
+    undecodable_audio, empty_audio, audio_too_short or recording_too_long."""
     if path.stat().st_size == 0:
         raise AudioError("empty_audio", "the file is empty")
     with path.open("rb") as f:
@@ -86,6 +93,11 @@ def decode(path: Path, *, ffmpeg: str, max_duration_seconds: float, max_channels
         raise AudioError("empty_audio", "the recording has no samples")
     if nonfinite == source_frames * stream.channels:
         raise AudioError("undecodable_audio", "every sample is NaN or infinite")
+    if source_frames < MIN_DURATION_SECONDS * stream.sample_rate:
+        raise AudioError(
+            "audio_too_short",
+            f"the recording lasts {source_frames / stream.sample_rate:.3f} s; at least {MIN_DURATION_SECONDS} s is needed",
+        )
     # A constant offset from cheap recording hardware skews energy-based
     # measures (SNR, loudness), so each channel is centred on zero.
     channels -= channels.mean(axis=1, dtype=np.float64, keepdims=True).astype(np.float32)

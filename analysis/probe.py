@@ -13,6 +13,9 @@ import soundfile as sf
 
 # Call recorders rarely exceed stereo; more channels than this is not a call.
 MAX_CHANNELS = 8
+# Shorter recordings can't be analysed: the model's convolutional front end
+# needs 25 ms for a single frame, and a tenth of a second says nothing about emotion.
+MIN_DURATION_SECONDS = 0.1
 # libsndfile reads these natively; everything else goes through ffmpeg.
 SOUNDFILE_FORMATS = frozenset({"wav", "rf64", "flac", "ogg", "aiff", "caf"})
 _PROBE_TIMEOUT_SECONDS = 60

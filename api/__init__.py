@@ -6,8 +6,8 @@ from __future__ import annotations
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
-from api import exports, health, jobs, keys, review, ui
-from api.errors import register_error_handlers
+from api import exports, health, inputs, jobs, keys, metrics, review, ui
+from api.errors import outage, register_error_handlers
 from api.services import Services
 from broker import Publisher, create_celery
 from config import Settings, load_settings
@@ -34,11 +34,18 @@ def create_app(settings: Settings | None = None) -> Flask:
         publisher=Publisher(create_celery(settings.queue), sessions),
     )
     app.extensions["emoq"] = svc
-    svc.store.ensure_bucket()
-    if settings.server.bootstrap_api_key:
-        with transaction(svc.sessions) as session:
-            ensure_bootstrap_key(session, settings.server.bootstrap_api_key)
-    register_error_handlers(app)
-    for blueprint in (health.bp, jobs.bp, exports.bp, review.bp, keys.bp, ui.bp):
+    try:
+        svc.store.ensure_bucket()
+        if settings.server.bootstrap_api_key:
+            with transaction(svc.sessions) as session:
+                ensure_bootstrap_key(session, settings.server.bootstrap_api_key)
+    except Exception as exc:
+        # Start anyway while a service is down: requests answer 503 until it is back.
+        if not (found := outage(exc)):
+            raise
+        app.logger.warning("starting without %s: %s", found[0].removesuffix("_unavailable"), exc)
+    inputs.install(app)
+    register_error_handlers(app, settings.server.retry_after_seconds)
+    for blueprint in (health.bp, metrics.bp, jobs.bp, exports.bp, review.bp, keys.bp, ui.bp):
         app.register_blueprint(blueprint)
     return app

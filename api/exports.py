@@ -40,7 +40,9 @@ def _when(name: str) -> datetime | None:
 
 def _rows() -> Iterator[tuple[Job, Result | None]]:
     query = (
-        select(Job, Result).outerjoin(Result, Result.job_id == Job.id).where(Job.status.in_(("succeeded", "failed")))
+        select(Job, Result)
+        .outerjoin(Result, Result.job_id == Job.id)
+        .where(Job.status.in_(("succeeded", "failed")), Job.deleted_at.is_(None))
     )
     if (since := _when("since")) is not None:
         query = query.where(Job.finished_at >= since)

@@ -11,14 +11,16 @@ from urllib.parse import urlsplit
 import numpy as np
 from flask import Blueprint, Response, current_app, request, url_for
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.datastructures import FileStorage
 
 from analysis.probe import MAX_CHANNELS
 from api.auth import current_key, requires
 from api.errors import Problem
+from api.inputs import optional_text
 from api.pagination import next_cursor, page
 from api.services import services
 from api.uploads import object_key_for, receive
+from domain import callback_urls, erasure
 from models import EMOTION_LABELS, Job, JobStatus, Result, Role
 from models.db import transaction
 from storage import ObjectMissing
@@ -49,13 +51,22 @@ def _channel_roles() -> list[str] | None:
 
 
 def _callback_url() -> str | None:
-    value = request.form.get("callback_url") or None
+    value = optional_text("callback_url", request.form.get("callback_url"), 2000)
     if value is None:
         return None
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or len(value) > 2000:
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Problem(400, "invalid_callback_url", "callback_url must be an absolute http(s) URL")
+    if not services().settings.webhooks.allow_private and callback_urls.names_private_host(parts.hostname):
+        raise Problem(
+            400, "callback_url_private", "callback_url names a loopback, private, link-local or metadata address"
+        )
     return value
+
+
+def _filename(file: FileStorage) -> str | None:
+    # Kept for people only (never a storage key); long names are cut, not refused.
+    return optional_text("filename", file.filename and file.filename[:500], 500)
 
 
 @bp.post("")
@@ -71,9 +82,8 @@ def submit() -> tuple[dict, int, dict]:
     domain = _form_token("domain")
     roles = _channel_roles()
     callback_url = _callback_url()
-    external_id = request.form.get("external_id") or None
-    if external_id is not None and len(external_id) > 200:
-        raise Problem(400, "invalid_external_id", "external_id is limited to 200 characters")
+    external_id = optional_text("external_id", request.form.get("external_id"), 200)
+    filename = _filename(file)
 
     upload = receive(file.stream, svc.settings)
     try:
@@ -83,11 +93,8 @@ def submit() -> tuple[dict, int, dict]:
             )
         job_id, task_id = uuid.uuid4(), uuid.uuid4()
         key = object_key_for(job_id)
-        try:
-            with upload.path.open("rb") as fh:
-                svc.store.put_stream(key, fh, upload.size_bytes, upload.content_type)
-        except Exception as exc:
-            raise Problem(503, "storage_unavailable", f"could not store the upload: {exc}") from None
+        with upload.path.open("rb") as fh:
+            svc.store.put_stream(key, fh, upload.size_bytes, upload.content_type)
         try:
             with transaction(svc.sessions) as session:
                 session.add(
@@ -99,7 +106,7 @@ def submit() -> tuple[dict, int, dict]:
                         sha256=upload.sha256,
                         size_bytes=upload.size_bytes,
                         content_type=upload.content_type,
-                        original_filename=(file.filename or None) and file.filename[:500],
+                        original_filename=filename,
                         duration_seconds=upload.duration_seconds,
                         sample_rate=upload.sample_rate,
                         channels=upload.channels,
@@ -111,27 +118,53 @@ def submit() -> tuple[dict, int, dict]:
                         callback_url=callback_url,
                     )
                 )
-        except SQLAlchemyError:
+        except Exception:
+            # No row, so no object either; the error handler says what went wrong (503 for an outage).
             try:
                 svc.store.remove(key)
-            except Exception:  # the 503 matters more; the orphan is logged for clean-up
+            except Exception:  # the database's error matters more; the orphan is logged for clean-up
                 current_app.logger.exception("could not remove orphaned upload %s", key)
-            raise Problem(503, "database_unavailable", "could not record the job; nothing was kept") from None
+            raise
     finally:
         upload.path.unlink(missing_ok=True)
     # Only now, with the row committed, may a worker see the job.
-    svc.publisher.analysis(job_id, task_id)
+    published = svc.publisher.analysis(job_id, task_id)
+    current_app.logger.info(
+        "job submitted",
+        extra={
+            "job_id": str(job_id),
+            "external_id": external_id,
+            "size_bytes": upload.size_bytes,
+            "audio_seconds": upload.duration_seconds,
+            "published": published,  # False: the sweep publishes it once the broker is back
+        },
+    )
     location = url_for("jobs.get_job", job_id=job_id)
     return {"id": str(job_id), "status": JobStatus.queued.value}, 202, {"Location": location}
 
 
-def _visible_job(session, job_id: uuid.UUID) -> tuple[Job, Result | None]:
-    """The job and its result, if the caller may see it; submitters see only their own."""
+def _own_job(session, job_id: uuid.UUID) -> Job:
+    """The job, if the caller may see it (submitters see only their own); 410 once erased."""
     job = session.get(Job, job_id)
     key = current_key()
     if job is None or (key.role == Role.submitter.value and job.submitter_id != key.id):
         raise Problem(404, "job_not_found", f"no job {job_id}")
+    if job.deleted_at is not None:
+        raise Problem(410, "job_erased", f"job {job_id} was erased", **tombstone(job))
+    return job
+
+
+def _visible_job(session, job_id: uuid.UUID) -> tuple[Job, Result | None]:
+    job = _own_job(session, job_id)
     return job, session.scalar(select(Result).where(Result.job_id == job.id))
+
+
+def tombstone(job: Job) -> dict:
+    return {
+        "id": str(job.id),
+        "deleted_at": job.deleted_at and job.deleted_at.isoformat(),
+        "deleted_by": job.deleted_by and str(job.deleted_by),
+    }
 
 
 def result_body(result: Result) -> dict:
@@ -165,6 +198,8 @@ def job_body(job: Job, result: Result | None, *, full: bool) -> dict:
         "created_at": job.created_at.isoformat(),
         "started_at": job.started_at and job.started_at.isoformat(),
         "finished_at": job.finished_at and job.finished_at.isoformat(),
+        "audio_purged_at": job.audio_purged_at and job.audio_purged_at.isoformat(),
+        "result_purged_at": job.result_purged_at and job.result_purged_at.isoformat(),
         "recording": {
             "sha256": job.sha256,
             "size_bytes": job.size_bytes,
@@ -196,6 +231,21 @@ def get_job(job_id: uuid.UUID) -> dict:
     with services().sessions() as session:
         job, result = _visible_job(session, job_id)
         return job_body(job, result, full=True)
+
+
+@bp.delete("/<uuid:job_id>")
+@requires(Role.submitter)
+def erase_job(job_id: uuid.UUID) -> dict:
+    """Erase the recording, frame files, result and review items; keep a tombstone."""
+    svc = services()
+    with transaction(svc.sessions) as session:
+        _own_job(session, job_id)
+        try:
+            job = erasure.erase_job(session, svc.store, job_id, current_key().id)
+        except erasure.AlreadyErased:  # erased meanwhile by another request
+            raise Problem(410, "job_erased", f"job {job_id} was erased") from None
+        current_app.logger.info("job erased", extra={"job_id": str(job_id), "actor_id": str(current_key().id)})
+        return tombstone(job)
 
 
 @bp.get("/<uuid:job_id>/embedding")
@@ -236,14 +286,14 @@ def get_frames(job_id: uuid.UUID, index: int) -> Response:
 @requires(Role.submitter, Role.reviewer)
 def list_jobs() -> dict:
     svc = services()
-    query = select(Job)
+    query = select(Job).where(Job.deleted_at.is_(None))
     status = request.args.get("status")
     if status:
         if status not in {s.value for s in JobStatus}:
             raise Problem(400, "invalid_status", f"status must be one of {[s.value for s in JobStatus]}")
         query = query.where(Job.status == status)
-    if request.args.get("external_id"):
-        query = query.where(Job.external_id == request.args["external_id"])
+    if external_id := optional_text("external_id", request.args.get("external_id"), 200):
+        query = query.where(Job.external_id == external_id)
     if current_key().role == Role.submitter.value:
         query = query.where(Job.submitter_id == current_key().id)
     query, limit = page(query, Job.created_at, Job.id, svc.settings.server.page_size_max)

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from api.auth import requires
 from api.errors import Problem
+from api.inputs import clean_text
 from api.services import services
 from domain.api_keys import create_key
 from models import ApiKey, Role
@@ -31,9 +32,11 @@ def key_body(key: ApiKey) -> dict:
 @bp.post("")
 @requires(Role.admin)
 def create() -> tuple[dict, int]:
-    body = request.get_json(silent=True) or {}
-    name, role = body.get("name"), body.get("role")
-    if not isinstance(name, str) or not 1 <= len(name) <= 200:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise Problem(400, "invalid_json", 'send a JSON object {"name": ..., "role": ...}')
+    name, role = clean_text("name", body.get("name"), 200), body.get("role")
+    if not name.strip():
         raise Problem(400, "invalid_name", "name must be 1–200 characters")
     if role not in {r.value for r in Role}:
         raise Problem(400, "invalid_role", f"role must be one of {[r.value for r in Role]}")

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from api import segment_audio
 from api.auth import current_key, requires
 from api.errors import Problem, problem_response
+from api.inputs import clean_text
 from api.pagination import next_cursor, page
 from api.services import services
 from domain import review_queue
@@ -101,8 +102,8 @@ def resolve(item_id: uuid.UUID) -> dict:
     if not isinstance(body, dict):
         raise Problem(400, "invalid_json", 'send a JSON object {"label": ..., "note": ...}')
     note = body.get("note")
-    if note is not None and (not isinstance(note, str) or len(note) > 4000):
-        raise Problem(400, "invalid_note", "note must be a string of at most 4000 characters")
+    if note is not None:
+        clean_text("note", note, 4000, multiline=True)
     now = review_queue.now()
     with transaction(services().sessions) as session:
         item = review_queue.resolve(session, item_id, current_key().id, str(body.get("label")), note, now)

@@ -13,7 +13,7 @@ from typing import IO
 
 import soundfile
 
-from analysis.probe import MAX_CHANNELS, probe_duration, sniff_audio_format, wav_is_truncated
+from analysis.probe import MAX_CHANNELS, MIN_DURATION_SECONDS, probe_duration, sniff_audio_format, wav_is_truncated
 from api.errors import Problem
 from config import Settings
 
@@ -102,6 +102,12 @@ def receive(stream: IO[bytes], settings: Settings) -> Upload:
                 422,
                 "recording_too_long",
                 f"the recording lasts {duration:.0f} s; the limit is {settings.server.max_duration_seconds:.0f} s",
+            )
+        if duration is not None and duration < MIN_DURATION_SECONDS:
+            raise Problem(
+                422,
+                "audio_too_short",
+                f"the recording lasts {duration:.3f} s; at least {MIN_DURATION_SECONDS} s is needed",
             )
         if channels is not None and channels > MAX_CHANNELS:
             raise Problem(400, "too_many_channels", f"{channels} channels; at most {MAX_CHANNELS} are supported")

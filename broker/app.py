@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from broker.names import ANALYSE_TASK, MAINTENANCE_QUEUE, NOTIFY_TASK, SWEEP_TASK
+from broker.names import ANALYSE_TASK, MAINTENANCE_QUEUE, NOTIFY_TASK, RETENTION_TASK, SWEEP_TASK
 from config.settings import QueueSettings
 
 
@@ -32,9 +32,11 @@ def create_celery(queue: QueueSettings, include: list[str] | None = None) -> Cel
             ANALYSE_TASK: {"queue": queue.analysis_queue},
             SWEEP_TASK: {"queue": MAINTENANCE_QUEUE},
             NOTIFY_TASK: {"queue": MAINTENANCE_QUEUE},
+            RETENTION_TASK: {"queue": MAINTENANCE_QUEUE},
         },
         beat_schedule={
             "sweep-stale-jobs": {"task": SWEEP_TASK, "schedule": float(queue.sweep_interval_seconds)},
+            "apply-retention": {"task": RETENTION_TASK, "schedule": float(queue.retention_interval_seconds)},
         },
         worker_send_task_events=False,
         # Fail fast when the broker is down: the job row is committed and the sweep publishes it later.

@@ -51,6 +51,10 @@ class StorageSettings(BaseSettings):
     s3_bucket: str = "emoq"
     s3_secure: bool = False
     s3_region: str = "us-east-1"
+    # A dead S3 server must not hold an API worker: connecting gives up fast and is
+    # not retried; reads (a large upload's answer) may take longer.
+    s3_connect_timeout_seconds: float = 1.5
+    s3_read_timeout_seconds: float = 60.0
     work_dir: Path = ROOT / "var" / "work"
     # The ffmpeg binary for containers libsndfile can't read; default: imageio-ffmpeg's own.
     ffmpeg: str | None = None
@@ -72,6 +76,8 @@ class ServerSettings(BaseSettings):
     max_upload_bytes: int = 512 * 1024 * 1024
     max_duration_seconds: float = 7200.0
     page_size_max: int = 200
+    # Sent with every 503: how long a client should wait before trying again.
+    retry_after_seconds: int = 5
 
 
 class QueueSettings(BaseSettings):
@@ -90,6 +96,8 @@ class QueueSettings(BaseSettings):
     # (Redis restarted without persistence). Keep it above the longest backlog.
     stale_queued_seconds: int = 21600
     sweep_interval_seconds: int = 60
+    # How often beat runs the retention purge (EMOQ_AUDIO_RETENTION_DAYS, EMOQ_RESULT_RETENTION_DAYS).
+    retention_interval_seconds: int = 3600
     worker_heartbeat_seconds: int = 10
 
     @model_validator(mode="after")
@@ -128,6 +136,8 @@ class EngineSettings(BaseSettings):
     tf32: bool = False
     frame_window_seconds: float = 0.4
     frame_hop_seconds: float = 0.1
+    # False on workers that only serve the maintenance queue: no model, no GPU memory.
+    load_model: bool = True
 
 
 class SegmentationSettings(BaseSettings):
@@ -212,6 +222,31 @@ class WebhookSettings(BaseSettings):
     allow_private: bool = False
 
 
+class RetentionSettings(BaseSettings):
+    """How long personal data is kept. Unset: kept until erased (DELETE /v1/jobs/{id})."""
+
+    model_config = _group()
+
+    # Recordings and frame files of finished jobs older than this are purged; results stay.
+    audio_retention_days: float | None = Field(None, gt=0)
+    # Results (scores, embeddings, review items) of finished jobs older than this are purged too.
+    result_retention_days: float | None = Field(None, gt=0)
+
+
+class ObservabilitySettings(BaseSettings):
+    """Logs and metrics."""
+
+    model_config = _group()
+
+    # json: one JSON object per line (for log collectors); text: for people at a terminal.
+    log_format: Literal["json", "text"] = "json"
+    # When set, GET /metrics needs "Authorization: Bearer <token>".
+    metrics_token: str | None = None
+    # A worker serves its own processes' metrics on this port (0: off; the API's
+    # /metrics shows them when both share PROMETHEUS_MULTIPROC_DIR).
+    worker_metrics_port: int = Field(0, ge=0, le=65535)
+
+
 class Settings(BaseModel):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
@@ -222,6 +257,8 @@ class Settings(BaseModel):
     enhancement: EnhancementSettings = Field(default_factory=EnhancementSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 
     @classmethod
     def groups(cls) -> dict[str, type[BaseSettings]]:

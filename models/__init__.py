@@ -4,6 +4,7 @@ from analysis.labels import EMOTION_LABELS
 from models.base import Base
 from models.entities import (
     ApiKey,
+    AuditLog,
     Calibration,
     DomainProfile,
     Job,
@@ -17,6 +18,7 @@ from models.entities import (
 __all__ = [
     "EMOTION_LABELS",
     "ApiKey",
+    "AuditLog",
     "Base",
     "Calibration",
     "DomainProfile",

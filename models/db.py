@@ -9,11 +9,16 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+# libpq's connect_timeout (2 s is its minimum): a dead database must not hold a
+# request or a worker longer than that. Statement and lock behaviour are unchanged.
+CONNECT_TIMEOUT_SECONDS = 2
+
 
 def make_engine(database_url: str, *, pooled: bool = True) -> Engine:
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
     if not pooled:
-        return create_engine(database_url, poolclass=NullPool)
-    return create_engine(database_url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        return create_engine(database_url, poolclass=NullPool, connect_args=connect_args)
+    return create_engine(database_url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args=connect_args)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -95,7 +95,7 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     object_key: Mapped[str] = mapped_column(Text, nullable=False)
-    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    sha256: Mapped[str | None] = mapped_column(String(64))  # None once erased
     size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
     content_type: Mapped[str | None] = mapped_column(String(100))
     original_filename: Mapped[str | None] = mapped_column(Text)
@@ -111,6 +111,12 @@ class Job(Base):
     callback_url: Mapped[str | None] = mapped_column(Text)
     callback_delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     callback_error: Mapped[str | None] = mapped_column(Text)
+    # Erasure and retention (domain.erasure, domain.retention): an erased job is a
+    # tombstone (id, when, by whom); purged audio or results are gone, the row stays.
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deleted_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id"))
+    audio_purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    result_purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     result: Mapped[Result | None] = relationship(back_populates="job", uselist=False)
 
@@ -164,6 +170,17 @@ class Job(Base):
         self.task_id = uuid.uuid4()
         self.enqueued_at = None
         return self.task_id
+
+    def erase(self, actor_id: uuid.UUID | None) -> None:
+        """Keep only the tombstone: what the recording was is forgotten. An
+        unfinished job fails, so that no worker or sweep picks it up again."""
+        if not self.finished:
+            self.fail("erased", "the job was erased before it finished")
+        self.deleted_at = _utcnow()
+        self.deleted_by = actor_id
+        self.original_filename = self.external_id = self.sha256 = None
+        self.channel_roles = None
+        self.callback_url = self.callback_error = None
 
     def recover_stale_run(self, max_deliveries: int) -> bool:
         """A 'running' job no worker finished in time: count the lost delivery;
@@ -235,6 +252,21 @@ class ReviewItem(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     result: Mapped[Result] = relationship()
+
+
+class AuditLog(Base):
+    """Who erased or purged what, and when. Holds ids only, never personal data."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    at: Mapped[datetime] = _created_column()
+    # The API key that asked, or None for the retention schedule.
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id"))
+    action: Mapped[str] = mapped_column(String(64), nullable=False)
+    # No foreign key: the line must outlive whatever it describes.
+    job_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    details: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict)
 
 
 class Calibration(Base):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Foreground supervisor for `make run`: the API (gunicorn, api.wsgi:app) and a
-# Celery worker with embedded beat. Ctrl-C (or SIGTERM) stops both; if either
+# Foreground supervisor for `make run`: the API (gunicorn, api.wsgi:app, with
+# gunicorn.conf.py's request limits) and a Celery worker with embedded beat. Ctrl-C (or SIGTERM) stops both; if either
 # exits on its own, the other is stopped too and its exit status is returned.
 #
 #   EMOQ_HOST (127.0.0.1)  EMOQ_PORT (7860)  EMOQ_WEB_WORKERS (2)
@@ -13,6 +13,10 @@ HOST="${EMOQ_HOST:-127.0.0.1}"
 PORT="${EMOQ_PORT:-7860}"
 STOP_TIMEOUT="${EMOQ_STOP_TIMEOUT:-30}"
 mkdir -p var/celery
+# API and worker share the metrics folder, so the API's /metrics shows what the
+# worker counted too (prometheus-client's multiprocess mode); the last run's files go.
+export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$PWD/var/metrics}"
+mkdir -p "$PROMETHEUS_MULTIPROC_DIR" && find "$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -name '*.db' -delete
 
 # Without EMOQ_MODEL the real emotion2vec+ large comes from the model hub. Where
 # the hub can't be reached (an offline machine), fall back to a random-weight

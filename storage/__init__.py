@@ -1,3 +1,3 @@
-from storage.objects import ObjectMissing, ObjectStore
+from storage.objects import ObjectMissing, ObjectStore, RemovalRefused, unavailable
 
-__all__ = ["ObjectMissing", "ObjectStore"]
+__all__ = ["ObjectMissing", "ObjectStore", "RemovalRefused", "unavailable"]

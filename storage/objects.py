@@ -6,8 +6,10 @@ import io
 from pathlib import Path
 from typing import BinaryIO
 
+import urllib3
 from minio import Minio
-from minio.error import S3Error
+from minio.deleteobjects import DeleteObject
+from minio.error import S3Error, ServerError
 
 from config.settings import StorageSettings
 
@@ -16,6 +18,28 @@ _MISSING = ("NoSuchKey", "NoSuchObject")
 
 class ObjectMissing(KeyError):
     """The key is not in the bucket (deleted, or never written)."""
+
+
+class RemovalRefused(Exception):
+    """S3 answered a bulk delete with an error for one of the keys."""
+
+
+def unavailable(exc: BaseException) -> bool:
+    """True when S3 could not be reached or failed on its side (an outage, not a refusal)."""
+    if isinstance(exc, urllib3.exceptions.HTTPError | ServerError):
+        return True  # refused, timed out, reset; or a 5xx without an S3 error body
+    return isinstance(exc, S3Error) and exc.response is not None and exc.response.status >= 500
+
+
+def _http_client(settings: StorageSettings) -> urllib3.PoolManager:
+    # The SDK's default pool retries a refused connection five times with backoff
+    # (6-10 s), holding an API worker while S3 is down. Here a connection is tried
+    # once; only a dropped keep-alive connection or a 5xx answer is tried again.
+    return urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=settings.s3_connect_timeout_seconds, read=settings.s3_read_timeout_seconds),
+        maxsize=10,
+        retries=urllib3.Retry(total=2, connect=0, read=1, backoff_factor=0.1, status_forcelist=(500, 502, 503, 504)),
+    )
 
 
 class ObjectStore:
@@ -27,6 +51,7 @@ class ObjectStore:
             secret_key=settings.s3_secret_key,
             secure=settings.s3_secure,
             region=settings.s3_region,
+            http_client=_http_client(settings),
         )
 
     def ensure_bucket(self) -> None:
@@ -65,3 +90,12 @@ class ObjectStore:
 
     def remove(self, key: str) -> None:
         self.client.remove_object(self.bucket, key)
+
+    def keys(self, prefix: str) -> list[str]:
+        objects = self.client.list_objects(self.bucket, prefix=prefix, recursive=True)
+        return [o.object_name for o in objects if o.object_name]
+
+    def remove_many(self, keys: list[str]) -> None:
+        """Remove keys (a missing one is no error); raises when S3 refuses one."""
+        for error in self.client.remove_objects(self.bucket, (DeleteObject(k) for k in keys)):
+            raise RemovalRefused(f"S3 refused to remove {error.name}: {error.code} {error.message}")

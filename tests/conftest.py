@@ -224,10 +224,16 @@ def _worker_status(client: redis.Redis) -> list[dict]:
 
 
 @pytest.fixture(scope="session")
-def worker(test_env, database, redis_client, store, tmp_path_factory) -> Iterator[subprocess.Popen]:
-    """A real Celery worker process (prefork, one child) on this run's queue."""
+def metrics_dir(tmp_path_factory) -> Path:
+    """PROMETHEUS_MULTIPROC_DIR of the worker, which the API's /metrics reads."""
+    return tmp_path_factory.mktemp("metrics")
+
+
+@pytest.fixture(scope="session")
+def worker(test_env, database, redis_client, store, metrics_dir, tmp_path_factory) -> Iterator[subprocess.Popen]:
+    """A real Celery worker process (prefork, one child) on this run's queue; its log is ``worker.log_path``."""
     log = tmp_path_factory.mktemp("worker") / "worker.log"
-    env = {**os.environ, **test_env, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **test_env, "PYTHONUNBUFFERED": "1", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     with log.open("w") as out:
         proc = subprocess.Popen(
             [
@@ -252,6 +258,7 @@ def worker(test_env, database, redis_client, store, tmp_path_factory) -> Iterato
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    proc.log_path = log  # type: ignore[attr-defined]
     try:
         wait_until(
             lambda: proc.poll() is not None or any(w["model_loaded"] for w in _worker_status(redis_client)),

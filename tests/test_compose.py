@@ -44,9 +44,71 @@ def test_every_emoq_variable_is_a_setting():
         assert {k for k in env if k.startswith("EMOQ_")} <= known, name
 
 
-def test_dockerfile_installs_the_pinned_requirements():
+def test_the_image_installs_the_cuda_torch_and_every_other_pin():
+    """constraints.txt pins the development machine's CPU build (torch==…+cpu), which no
+    registry serves; the image drops that one line and takes requirements.txt's torch."""
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "-r requirements.txt -c constraints.txt" in dockerfile
+    assert "grep -v '^torch==' constraints.txt > /tmp/constraints-image.txt" in dockerfile
+    assert "pip install --no-cache-dir -r requirements.txt -c /tmp/constraints-image.txt" in dockerfile
+    lock = (ROOT / "constraints.txt").read_text().splitlines()
+    image_lock = [line for line in lock if not line.startswith("torch==")]
+    assert not [line for line in image_lock if "+cpu" in line]
+    assert len(image_lock) == len(lock) - 1  # only torch is dropped
+    (torch,) = [line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("torch==")]
+    assert "+" not in torch  # a plain version: PyPI's Linux wheel is the CUDA build
+
+
+def test_the_model_cache_folder_exists_and_belongs_to_the_image_user():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    (mount,) = [v.split(":")[1] for v in compose()["services"]["worker"]["volumes"] if v.startswith("models:")]
+    assert f"mkdir -p {mount}" in dockerfile
+    assert "chown -R emoq:emoq /home/emoq/.cache" in dockerfile and mount.startswith("/home/emoq/.cache")
+    assert dockerfile.index("chown -R emoq:emoq") < dockerfile.index("USER emoq")
+
+
+def test_minio_healthcheck_uses_the_images_own_client():
+    check = compose()["services"]["minio"]["healthcheck"]["test"]
+    assert check == ["CMD", "mc", "ready", "local"]
+
+
+def test_minio_encrypts_objects_with_a_kms_key_from_the_environment():
+    services = compose()["services"]
+    assert services["minio"]["environment"]["MINIO_KMS_SECRET_KEY"].startswith("${MINIO_KMS_SECRET_KEY:?")
+    script = " ".join(services["minio-init"]["entrypoint"])
+    assert "mc mb --ignore-existing local/emoq" in script and "mc encrypt set sse-s3 local/emoq" in script
+    for name in ("api", "worker", "maintenance"):
+        assert services[name]["depends_on"]["minio-init"]["condition"] == "service_completed_successfully", name
+
+
+def test_the_maintenance_worker_does_not_load_the_model(settings, sessions, store):
+    from worker.context import WorkerContext
+
+    env = compose()["services"]["maintenance"]["environment"]
+    assert env["EMOQ_LOAD_MODEL"] == "false" and env["EMOQ_DEVICE"] == "cpu"
+    maintenance = settings.override({"EMOQ_LOAD_MODEL": env["EMOQ_LOAD_MODEL"], "EMOQ_MODEL": "/no/such/model"})
+    ctx = WorkerContext(maintenance, sessions, store)
+    ctx.load_model()  # a missing model would be an error if it were loaded
+    assert ctx.engine is None and "EMOQ_LOAD_MODEL=false" in (ctx.model_error or "")
+    assert ctx.status()["model_loaded"] is False
+
+
+def test_gpu_worker_concurrency_is_a_documented_knob():
+    command = compose()["services"]["worker"]["command"]
+    assert command[command.index("--concurrency") + 1] == "${GPU_WORKER_CONCURRENCY:-1}"
+    text = (ROOT / "docker-compose.yml").read_text()
+    comments = "\n".join(line for line in text.splitlines() if line.strip().startswith("#"))
+    assert "GPU_WORKER_CONCURRENCY" in comments and "own copy of the model" in comments
+
+
+def test_gunicorn_limits_sit_above_the_apps_own():
+    import runpy
+
+    from api import inputs
+
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert conf["limit_request_line"] > inputs.MAX_URL_BYTES + len("DELETE  HTTP/1.1")
+    assert conf["limit_request_field_size"] > inputs.MAX_HEADER_BYTES
+    assert conf["limit_request_fields"] > inputs.MAX_HEADERS
 
 
 def test_readme_documents_every_setting():

@@ -39,6 +39,10 @@ class WorkerContext:
     _centroid_key: object = field(default=None)
 
     def load_model(self) -> None:
+        if not self.settings.engine.load_model:
+            # A maintenance worker (sweep, webhooks, retention) needs no model and no GPU.
+            self.engine, self.model_error = None, "this worker does not load the model (EMOQ_LOAD_MODEL=false)"
+            return
         try:
             self.engine = EmotionEngine.load(self.settings.engine)
             self.model_error = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import logging
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,11 @@ from sqlalchemy.dialects.postgresql import insert
 
 from analysis.audio import AudioError
 from analysis.pipeline import Analysis, InvalidChannelRoles, JobSpec, analyse
+from domain.erasure import frames_prefix
 from models import Job, JobStatus, Result, ReviewItem
 from models.db import transaction
 from storage import ObjectMissing
+from worker import telemetry
 from worker.context import WorkerContext
 from worker.results import result_values, review_item_values
 
@@ -48,25 +51,30 @@ def start_job(ctx: WorkerContext, delivery: Delivery) -> JobSpec | None:
         job = session.get(Job, delivery.job_id, with_for_update=True)
         if job is None:
             return None
-        if not job.start(delivery.task_id, ctx.settings.queue.max_deliveries):
-            if job.task_id != delivery.task_id:
-                log.info("job %s: skipping stale message %s", job.id, delivery.task_id)
-            return None
-        return JobSpec(
-            job_id=str(job.id),
-            object_key=job.object_key,
-            granularity=job.granularity,
-            domain=job.domain,
-            channel_roles=tuple(job.channel_roles) if job.channel_roles else None,
-        )
+        was_finished = job.finished
+        if job.start(delivery.task_id, ctx.settings.queue.max_deliveries):
+            return JobSpec(
+                job_id=str(job.id),
+                object_key=job.object_key,
+                granularity=job.granularity,
+                domain=job.domain,
+                channel_roles=tuple(job.channel_roles) if job.channel_roles else None,
+            )
+        if job.task_id != delivery.task_id:
+            log.info("job %s: skipping stale message %s", job.id, delivery.task_id)
+    if job.finished and not was_finished:  # lost once too often: it failed as worker_lost just now
+        telemetry.job_finished(job)
+    return None
 
 
 def fail_job(ctx: WorkerContext, job_id: uuid.UUID, code: str, message: str) -> None:
     with transaction(ctx.sessions) as session:
         job = session.get(Job, job_id, with_for_update=True)
-        if job is not None and job.status != JobStatus.succeeded.value:
-            job.fail(code, message)
+        if job is None or job.status == JobStatus.succeeded.value or job.deleted_at is not None:
+            return
+        job.fail(code, message)
     log.warning("job %s failed: %s: %s", job_id, code, message)
+    telemetry.job_finished(job)
 
 
 def release_for_retry(ctx: WorkerContext, job_id: uuid.UUID, reason: str) -> None:
@@ -86,7 +94,7 @@ def fetch_recording(ctx: WorkerContext, key: str, directory: Path) -> Path:
 
 
 def frame_key(job_id: str, index: int) -> str:
-    return f"frames/{job_id}/segment-{index:04d}.npy"
+    return f"{frames_prefix(job_id)}segment-{index:04d}.npy"
 
 
 def store_artifacts(ctx: WorkerContext, spec: JobSpec, analysis: Analysis) -> dict[int, str]:
@@ -102,7 +110,13 @@ def store_artifacts(ctx: WorkerContext, spec: JobSpec, analysis: Analysis) -> di
     return keys
 
 
-def persist(ctx: WorkerContext, spec: JobSpec, analysis: Analysis, frame_keys: dict[int, str]) -> None:
+def persist(
+    ctx: WorkerContext,
+    spec: JobSpec,
+    analysis: Analysis,
+    frame_keys: dict[int, str],
+    analysis_seconds: float | None = None,
+) -> None:
     """Result, review items and the job's success in one transaction; a
     redelivered job finds its result already there and changes nothing."""
     review_flags = ctx.settings.review.flags_for(spec.domain)
@@ -112,6 +126,12 @@ def persist(ctx: WorkerContext, spec: JobSpec, analysis: Analysis, frame_keys: d
     with transaction(ctx.sessions) as session:
         job = session.get(Job, job_id, with_for_update=True)
         if job is None or job.status == JobStatus.succeeded.value:
+            return
+        if job.deleted_at is not None:
+            # Erased while it was analysed: the erasure could not see the frame
+            # files written since, so they go now, and nothing is saved.
+            ctx.store.remove_many(list(frame_keys.values()))
+            log.info("job %s was erased during analysis; result discarded", job_id)
             return
         result_id = session.execute(
             insert(Result)
@@ -132,6 +152,12 @@ def persist(ctx: WorkerContext, spec: JobSpec, analysis: Analysis, frame_keys: d
             sample_rate=analysis.audio.source_sample_rate,
             channels=analysis.audio.source_channels,
         )
+    telemetry.job_finished(
+        job,
+        audio_seconds=analysis.audio.duration_seconds,
+        segments=len(analysis.segments),
+        analysis_seconds=analysis_seconds,
+    )
 
 
 def run_job(ctx: WorkerContext, delivery: Delivery) -> None:
@@ -146,13 +172,16 @@ def run_job(ctx: WorkerContext, delivery: Delivery) -> None:
         ctx.settings.storage.work_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=ctx.settings.storage.work_dir) as tmp:
             path = fetch_recording(ctx, spec.object_key, Path(tmp))
+            profile = ctx.domain_profile(spec.domain)
+            started = time.monotonic()
             try:
-                analysis = analyse(path, spec, ctx.engine, centroids, ctx.settings, ctx.domain_profile(spec.domain))
+                analysis = analyse(path, spec, ctx.engine, centroids, ctx.settings, profile)
             except AudioError as exc:
                 raise JobFailed(exc.code, str(exc)) from exc
             except InvalidChannelRoles as exc:
                 raise JobFailed("invalid_channels", str(exc)) from exc
+            analysis_seconds = time.monotonic() - started
         frame_keys = store_artifacts(ctx, spec, analysis)
-        persist(ctx, spec, analysis, frame_keys)
+        persist(ctx, spec, analysis, frame_keys, analysis_seconds)
     except JobFailed as exc:
         fail_job(ctx, delivery.job_id, exc.code, exc.message)

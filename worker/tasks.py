@@ -14,12 +14,14 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 from urllib3.exceptions import HTTPError
 
-from broker import ANALYSE_TASK, NOTIFY_TASK, SWEEP_TASK, Publisher
+from broker import ANALYSE_TASK, NOTIFY_TASK, RETENTION_TASK, SWEEP_TASK, Publisher
 from config import load_settings
 from config.settings import QueueSettings
+from domain.retention import apply_retention
 from worker.context import WorkerContext, get_context
 from worker.jobs import Delivery, fail_job, release_for_retry, run_job
 from worker.sweep import sweep_stale_jobs
+from worker.telemetry import WEBHOOK_FAILURES
 from worker.webhooks import WebhookFailed, WebhookRefused, deliver, pending_callback
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,15 @@ def sweep(self: Task) -> dict[str, int]:
     return sweep_stale_jobs(ctx.sessions, ctx.settings.queue, Publisher(self.app, ctx.sessions))
 
 
+@shared_task(name=RETENTION_TASK)
+def retention() -> dict[str, int]:
+    ctx = get_context(load_settings())
+    counts = apply_retention(ctx.sessions, ctx.store, ctx.settings.retention)
+    if any(counts.values()):
+        log.info("retention purge", extra=counts)
+    return counts
+
+
 @shared_task(bind=True, name=NOTIFY_TASK)
 def notify(self: Task, job_id: str) -> None:
     ctx = get_context(load_settings())
@@ -86,9 +97,12 @@ def notify(self: Task, job_id: str) -> None:
     try:
         deliver(ctx.sessions, webhooks, uuid.UUID(job_id))
     except WebhookRefused as exc:
+        WEBHOOK_FAILURES.labels("refused").inc()
         log.warning("job %s: webhook refused: %s", job_id, exc)
     except (WebhookFailed, *TRANSIENT) as exc:
+        WEBHOOK_FAILURES.labels("failed").inc()
         if self.request.retries >= webhooks.max_retries:
+            WEBHOOK_FAILURES.labels("given_up").inc()
             log.warning("job %s: webhook given up after %d retries: %s", job_id, self.request.retries, exc)
             return
         countdown = _backoff(ctx.settings.queue, self.request.retries)

@@ -20,6 +20,7 @@ import urllib3
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import WebhookSettings
+from domain import callback_urls
 from models import Job, JobStatus
 from models.db import transaction
 
@@ -43,13 +44,7 @@ def _private_address(url: str) -> str | None:
         return None  # unresolvable: the POST fails and is retried
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if (
-            address.is_private
-            or address.is_loopback
-            or address.is_link_local
-            or address.is_reserved
-            or address.is_multicast
-        ):
+        if callback_urls.is_private(address):
             return str(address)
     return None
 
