@@ -201,6 +201,25 @@ class WebhookSettings(BaseSettings):
     allow_private: bool = False
 
 
+class BatchSettings(BaseSettings):
+    """Bulk intake: batches, idempotent creation, imports by URL or S3 prefix, backpressure."""
+
+    model_config = _group()
+
+    # Past this much queued audio, requests that add recordings get 429 backlog_full.
+    max_backlog_audio_hours: float = Field(200.0, gt=0)
+    backlog_retry_after_seconds: int = Field(60, ge=1)
+    # How long an Idempotency-Key's answer is kept (the promise to clients is 24 h).
+    idempotency_ttl_hours: float = Field(24.0, ge=24.0)
+    # URL imports from loopback, private or link-local addresses are refused unless
+    # allowed, as for webhooks: a submitter must not read the internal network.
+    import_allow_private: bool = False
+    import_timeout_seconds: float = 30.0
+    # Buckets S3-prefix imports may read; empty: any the service's credentials can
+    # read, except the service's own bucket (other submitters' recordings live there).
+    import_s3_buckets: list[str] = []
+
+
 class Settings(BaseModel):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
@@ -211,6 +230,7 @@ class Settings(BaseModel):
     enhancement: EnhancementSettings = Field(default_factory=EnhancementSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    batches: BatchSettings = Field(default_factory=BatchSettings)
 
     @classmethod
     def groups(cls) -> dict[str, type[BaseSettings]]:

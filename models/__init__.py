@@ -4,8 +4,11 @@ from analysis.labels import EMOTION_LABELS
 from models.base import Base
 from models.entities import (
     ApiKey,
+    Batch,
+    BatchStatus,
     Calibration,
     DomainProfile,
+    IdempotencyKey,
     Job,
     JobStatus,
     Result,
@@ -18,8 +21,11 @@ __all__ = [
     "EMOTION_LABELS",
     "ApiKey",
     "Base",
+    "Batch",
+    "BatchStatus",
     "Calibration",
     "DomainProfile",
+    "IdempotencyKey",
     "Job",
     "JobStatus",
     "Result",

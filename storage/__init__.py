@@ -1,3 +1,3 @@
-from storage.objects import ObjectMissing, ObjectStore
+from storage.objects import ListedObject, ObjectMissing, ObjectStore
 
-__all__ = ["ObjectMissing", "ObjectStore"]
+__all__ = ["ListedObject", "ObjectMissing", "ObjectStore"]
