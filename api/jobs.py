@@ -6,30 +6,31 @@ import io
 import re
 import uuid
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
-from flask import Blueprint, Response, current_app, request, url_for
+from flask import Blueprint, Response, request, url_for
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 
 from analysis.probe import MAX_CHANNELS
+from api import params
 from api.auth import current_key, requires
 from api.errors import Problem
+from api.idempotent import idempotent
+from api.intake import JobFields, backpressure, create_upload_job
 from api.pagination import next_cursor, page
 from api.services import services
-from api.uploads import object_key_for, receive
+from api.uploads import receive
+from domain.network import is_http_url, private_address
 from models import EMOTION_LABELS, Job, JobStatus, Result, Role
-from models.db import transaction
 from storage import ObjectMissing
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
 _TOKEN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+SUBMIT_FIELDS = ("granularity", "channels", "domain", "external_id", "callback_url")
 
 
-def _form_token(name: str, max_len: int = 64) -> str | None:
-    value = request.form.get(name)
+def token(name: str, value: str | None, max_len: int = 64) -> str | None:
     if value is None or value == "":
         return None
     value = value.strip().lower()
@@ -38,8 +39,7 @@ def _form_token(name: str, max_len: int = 64) -> str | None:
     return value
 
 
-def _channel_roles() -> list[str] | None:
-    raw = request.form.get("channels")
+def channel_roles(raw: str | None) -> list[str] | None:
     if not raw:
         return None
     roles = [r.strip().lower() for r in raw.split(",")]
@@ -48,79 +48,68 @@ def _channel_roles() -> list[str] | None:
     return roles
 
 
-def _callback_url() -> str | None:
-    value = request.form.get("callback_url") or None
-    if value is None:
-        return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or len(value) > 2000:
-        raise Problem(400, "invalid_callback_url", "callback_url must be an absolute http(s) URL")
+def granularity_of(value: str | None) -> str:
+    value = value or "utterance"
+    if value not in ("utterance", "frame"):
+        raise Problem(400, "invalid_granularity", "granularity must be 'utterance' or 'frame'")
     return value
+
+
+def callback_url_of(value: str | None) -> str | None:
+    """An absolute http(s) URL that does not point into a private network (unless allowed)."""
+    if not value:
+        return None
+    if not is_http_url(value):
+        raise Problem(400, "invalid_callback_url", "callback_url must be an absolute http(s) URL")
+    if not services().settings.webhooks.allow_private and (address := private_address(value)):
+        raise Problem(
+            422, "callback_url_private", f"callback_url resolves to {address}, a private address; webhooks go out only"
+        )
+    return value
+
+
+def external_id_of(value: str | None) -> str | None:
+    if value is not None and len(value) > 200:
+        raise Problem(400, "invalid_external_id", "external_id is limited to 200 characters")
+    return value or None
 
 
 @bp.post("")
 @requires(Role.submitter)
+@backpressure
+@idempotent
 def submit() -> tuple[dict, int, dict]:
     svc = services()
-    file = request.files.get("file")
-    if file is None:
+    params.only(form=SUBMIT_FIELDS, files=("file",))
+    files = request.files.getlist("file")
+    if not files:
         raise Problem(400, "file_missing", "send the recording as the multipart field 'file'")
-    granularity = request.form.get("granularity", "utterance")
-    if granularity not in ("utterance", "frame"):
-        raise Problem(400, "invalid_granularity", "granularity must be 'utterance' or 'frame'")
-    domain = _form_token("domain")
-    roles = _channel_roles()
-    callback_url = _callback_url()
-    external_id = request.form.get("external_id") or None
-    if external_id is not None and len(external_id) > 200:
-        raise Problem(400, "invalid_external_id", "external_id is limited to 200 characters")
+    if len(files) > 1:
+        raise Problem(
+            400,
+            "multiple_files",
+            f"{len(files)} files in one request: a job takes one recording; "
+            "send many as a batch (POST /v1/batches, then POST /v1/batches/{id}/recordings)",
+        )
+    file = files[0]
+    fields = JobFields(
+        submitter_id=current_key().id,
+        granularity=granularity_of(request.form.get("granularity")),
+        domain=token("domain", request.form.get("domain")),
+        channel_roles=channel_roles(request.form.get("channels")),
+        callback_url=callback_url_of(request.form.get("callback_url")),
+    )
+    external_id = external_id_of(request.form.get("external_id"))
 
     upload = receive(file.stream, svc.settings)
     try:
-        if roles and upload.channels is not None and len(roles) != upload.channels:
-            raise Problem(
-                400, "invalid_channels", f"{len(roles)} channel roles given for a {upload.channels}-channel recording"
-            )
-        job_id, task_id = uuid.uuid4(), uuid.uuid4()
-        key = object_key_for(job_id)
-        try:
-            with upload.path.open("rb") as fh:
-                svc.store.put_stream(key, fh, upload.size_bytes, upload.content_type)
-        except Exception as exc:
-            raise Problem(503, "storage_unavailable", f"could not store the upload: {exc}") from None
-        try:
-            with transaction(svc.sessions) as session:
-                session.add(
-                    Job(
-                        id=job_id,
-                        task_id=task_id,
-                        status=JobStatus.queued.value,
-                        object_key=key,
-                        sha256=upload.sha256,
-                        size_bytes=upload.size_bytes,
-                        content_type=upload.content_type,
-                        original_filename=(file.filename or None) and file.filename[:500],
-                        duration_seconds=upload.duration_seconds,
-                        sample_rate=upload.sample_rate,
-                        channels=upload.channels,
-                        channel_roles=roles,
-                        submitter_id=current_key().id,
-                        external_id=external_id,
-                        granularity=granularity,
-                        domain=domain,
-                        callback_url=callback_url,
-                    )
-                )
-        except SQLAlchemyError:
-            try:
-                svc.store.remove(key)
-            except Exception:  # the 503 matters more; the orphan is logged for clean-up
-                current_app.logger.exception("could not remove orphaned upload %s", key)
-            raise Problem(503, "database_unavailable", "could not record the job; nothing was kept") from None
+        created = create_upload_job(svc, upload, fields, external_id=external_id, filename=file.filename or None)
     finally:
         upload.path.unlink(missing_ok=True)
+    job_id = created.job_id
     # Only now, with the row committed, may a worker see the job.
-    svc.publisher.analysis(job_id, task_id)
+    if created.task_id is not None:
+        svc.publisher.analysis(job_id, created.task_id)
     location = url_for("jobs.get_job", job_id=job_id)
     return {"id": str(job_id), "status": JobStatus.queued.value}, 202, {"Location": location}
 
@@ -193,6 +182,7 @@ def job_body(job: Job, result: Result | None, *, full: bool) -> dict:
 @bp.get("/<uuid:job_id>")
 @requires(Role.submitter, Role.reviewer)
 def get_job(job_id: uuid.UUID) -> dict:
+    params.only()
     with services().sessions() as session:
         job, result = _visible_job(session, job_id)
         return job_body(job, result, full=True)
@@ -236,6 +226,7 @@ def get_frames(job_id: uuid.UUID, index: int) -> Response:
 @requires(Role.submitter, Role.reviewer)
 def list_jobs() -> dict:
     svc = services()
+    params.only(query=("status", "external_id", "limit", "cursor"))
     query = select(Job)
     status = request.args.get("status")
     if status:

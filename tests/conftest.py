@@ -105,8 +105,9 @@ def test_env(model_dir, tmp_path_factory) -> dict[str, str]:
         "EMOQ_WORK_DIR": str(tmp_path_factory.mktemp("work")),
         "EMOQ_WORKER_HEARTBEAT_SECONDS": "1",
         "EMOQ_RETRY_BACKOFF_MAX_SECONDS": "1",
-        # The tests' webhook receiver listens on loopback.
+        # The tests' webhook receiver and URL-import server listen on loopback.
         "EMOQ_WEBHOOK_ALLOW_PRIVATE": "true",
+        "EMOQ_IMPORT_ALLOW_PRIVATE": "true",
     }
 
 
@@ -166,7 +167,7 @@ def clean_db(sessions) -> None:
         # Tables in the order the worker locks them (jobs, then results, then
         # review items): a job still finishing from an earlier test then makes
         # this wait instead of deadlocking with it.
-        session.execute(text("TRUNCATE jobs, results, review_items, calibrations CASCADE"))
+        session.execute(text("TRUNCATE jobs, results, review_items, calibrations, batches, idempotency_keys CASCADE"))
 
 
 @pytest.fixture
