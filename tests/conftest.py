@@ -31,6 +31,9 @@ from config import Settings
 from models.db import make_engine, make_session_factory, transaction
 from tests.audio_fixtures import speech_like
 
+# Fixtures of the bulk-intake tests (live API server, webhook receiver).
+pytest_plugins = ["tests.batch_fixtures"]
+
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DB_URL = os.environ.get("EMOQ_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/emoq_test")
 TEST_REDIS_URL = os.environ.get("EMOQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -108,6 +111,7 @@ def test_env(model_dir, tmp_path_factory) -> dict[str, str]:
         # The tests' webhook receiver and URL-import server listen on loopback.
         "EMOQ_WEBHOOK_ALLOW_PRIVATE": "true",
         "EMOQ_IMPORT_ALLOW_PRIVATE": "true",
+        "EMOQ_WEBHOOK_SECRET": "test-webhook-secret",
     }
 
 
