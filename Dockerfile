@@ -14,4 +14,4 @@ RUN pip install --no-cache-dir --no-deps -e .
 USER emoq
 ENV EMOQ_WORK_DIR=/tmp/emoq
 EXPOSE 7860
-CMD ["gunicorn", "--bind", "0.0.0.0:7860", "--workers", "2", "--timeout", "300", "api.wsgi:app"]
+CMD ["gunicorn", "--bind", "0.0.0.0:7860", "--worker-class", "gthread", "--workers", "2", "--threads", "8", "--timeout", "300", "api.wsgi:app"]

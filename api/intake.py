@@ -114,9 +114,6 @@ def create_upload_job(
         def find_duplicate(session: Session) -> uuid.UUID | None:
             return existing_upload(session, batch_id, external_id, upload.sha256)
 
-        with svc.sessions() as session:
-            if (duplicate := find_duplicate(session)) is not None:
-                return Created(duplicate, None)
     job_id, task_id = uuid.uuid4(), uuid.uuid4()
     key = object_key_for(job_id)
     try:

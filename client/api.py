@@ -57,9 +57,8 @@ class _MultipartBody(io.RawIOBase):
         ).encode()
         tail = f"\r\n--{boundary}--\r\n".encode()
         self.length = len(head) + upload.path.stat().st_size + len(tail)
-        self._parts: Iterator[io.BufferedIOBase | io.BytesIO] = iter(
-            [io.BytesIO(head), upload.path.open("rb"), io.BytesIO(tail)]
-        )
+        self._file = upload.path.open("rb")
+        self._parts: Iterator[io.BufferedIOBase | io.BytesIO] = iter([io.BytesIO(head), self._file, io.BytesIO(tail)])
         self._current = next(self._parts)
         self._on_bytes = on_bytes
 
@@ -71,7 +70,8 @@ class _MultipartBody(io.RawIOBase):
             data = self._current.read(len(buffer))
             if data:
                 buffer[: len(data)] = data
-                self._on_bytes(len(data))
+                if self._current is self._file:  # progress counts the file's bytes, not the framing
+                    self._on_bytes(len(data))
                 return len(data)
             self._current.close()
             following = next(self._parts, None)
@@ -152,7 +152,7 @@ class Api:
     def upload(
         self, path: str, upload: Upload, *, idempotency_key: str, on_bytes: Callable[[int], None]
     ) -> dict[str, Any]:
-        """POST one file as multipart; ``on_bytes`` counts what is sent (taken back before a retry)."""
+        """POST one file as multipart; ``on_bytes`` counts the file's bytes sent (taken back before a retry)."""
         sent = 0
 
         def count(n: int) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy.pool import NullPool
 def make_engine(database_url: str, *, pooled: bool = True) -> Engine:
     if not pooled:
         return create_engine(database_url, poolclass=NullPool)
+    # Up to 10 connections a process: enough for the API's 8 gunicorn threads.
     return create_engine(database_url, pool_pre_ping=True, pool_size=5, max_overflow=5)
 
 

@@ -57,7 +57,7 @@ def test_multipart_body_streams_a_file_a_server_can_parse(tmp_path):
     sent = []
     body = _MultipartBody(Upload(path, 'odd "name".wav', (("external_id", "x/1.wav"),)), "b0undary", sent.append)
     data = b"".join(iter(lambda: body.read(7000), b""))
-    assert len(data) == body.length and sum(sent) == body.length
+    assert len(data) == body.length and sum(sent) == path.stat().st_size
     environ = {
         "REQUEST_METHOD": "POST",
         "CONTENT_TYPE": "multipart/form-data; boundary=b0undary",
