@@ -149,6 +149,7 @@ def job_body(job: Job, result: Result | None, *, full: bool) -> dict:
         "error": {"code": job.error_code, "message": job.error_message} if job.status == "failed" else None,
         "attempts": job.attempts,
         "external_id": job.external_id,
+        "batch_id": job.batch_id and str(job.batch_id),
         "granularity": job.granularity,
         "domain": job.domain,
         "created_at": job.created_at.isoformat(),

@@ -114,7 +114,7 @@ def existing_source(session: Session, batch_id: uuid.UUID, source: str) -> uuid.
 
 @dataclass(frozen=True)
 class Progress:
-    jobs: dict[str, int]
+    jobs: dict[str, int]  # per status, "total", and "cancelled" (counted among the failed)
     audio_seconds: dict[str, float]
     throughput: float | None  # audio seconds analysed per wall-clock second
     eta_seconds: float | None
@@ -130,15 +130,24 @@ def eta(done_seconds: float, remaining_seconds: float, elapsed_seconds: float) -
 
 
 def progress(session: Session, batch_id: uuid.UUID, now: datetime) -> Progress:
+    cancelled = Job.error_code == Job.CANCELLED
     rows = session.execute(
-        select(Job.status, func.count(), func.coalesce(func.sum(Job.duration_seconds), 0.0))
+        select(
+            Job.status,
+            func.count(),
+            func.count().filter(cancelled),
+            # Cancelled jobs were never analysed: their audio is neither done nor to go.
+            func.coalesce(func.sum(Job.duration_seconds).filter(Job.error_code.is_distinct_from(Job.CANCELLED)), 0.0),
+        )
         .where(Job.batch_id == batch_id)
         .group_by(Job.status)
     ).all()
     jobs = {status.value: 0 for status in JobStatus}
     seconds = {status.value: 0.0 for status in JobStatus}
-    for status, count, total in rows:
+    cancelled_jobs = 0
+    for status, count, cancelled_count, total in rows:
         jobs[status], seconds[status] = int(count), float(total or 0.0)
+        cancelled_jobs += int(cancelled_count)
     first_start, last_finish = session.execute(
         select(func.min(Job.started_at), func.max(Job.finished_at)).where(Job.batch_id == batch_id)
     ).one()
@@ -149,7 +158,7 @@ def progress(session: Session, batch_id: uuid.UUID, now: datetime) -> Progress:
     elapsed = (until - first_start).total_seconds() if first_start and until else 0.0
     throughput, eta_seconds = eta(done, remaining, elapsed)
     return Progress(
-        jobs={**jobs, "total": sum(jobs.values())},
+        jobs={**jobs, "total": sum(jobs.values()), "cancelled": cancelled_jobs},
         audio_seconds={
             "queued": round(seconds[JobStatus.queued.value], 3),
             "running": round(seconds[JobStatus.running.value], 3),

@@ -3,6 +3,7 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import UTC, datetime
+from typing import ClassVar
 
 from sqlalchemy import (
     REAL,
@@ -139,6 +140,9 @@ class Job(Base):
 
     result: Mapped[Result | None] = relationship(back_populates="job", uselist=False)
 
+    # The error code of a job failed by its batch's cancel before it ran.
+    CANCELLED: ClassVar[str] = "cancelled"
+
     # The job's state machine: queued → running → succeeded | failed, with
     # running → queued for a retry or a lost delivery. Worker and sweep change
     # a job only through these methods, inside a transaction holding its row lock.
@@ -182,7 +186,7 @@ class Job(Base):
         """A queued job of a cancelled batch never runs; a running one finishes."""
         if self.status != JobStatus.queued.value:
             return False
-        self.fail("cancelled", "the batch was cancelled before this job started")
+        self.fail(self.CANCELLED, "the batch was cancelled before this job started")
         return True
 
     def release_for_retry(self, reason: str) -> None:

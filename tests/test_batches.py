@@ -177,7 +177,7 @@ def test_cancel_fails_queued_jobs_and_running_ones_finish(client, keys, sessions
     running = make_job(sessions, store, b"x", submitter, batch_id=batch_id, status="running")
     response = client.post(f"/v1/batches/{batch['id']}/cancel", headers=keys["submitter"]).get_json()
     assert response["status"] == "cancelled" and response["cancelled_jobs"] == 3
-    assert response["jobs"]["failed"] == 3 and response["jobs"]["running"] == 1
+    assert response["jobs"]["failed"] == response["jobs"]["cancelled"] == 3 and response["jobs"]["running"] == 1
     assert response["finished_at"] is None  # the running job still runs
     for job in queued:
         body = client.get(f"/v1/jobs/{job.id}", headers=keys["submitter"]).get_json()
@@ -409,8 +409,49 @@ def test_batch_progress_counts_and_eta(client, keys, sessions, store):
             if status == "succeeded":
                 row.finished_at = now
     body = client.get(f"/v1/batches/{batch['id']}", headers=keys["submitter"]).get_json()
-    assert body["jobs"] == {"queued": 1, "running": 1, "succeeded": 2, "failed": 0, "total": 4}
+    assert body["jobs"] == {"queued": 1, "running": 1, "succeeded": 2, "failed": 0, "total": 4, "cancelled": 0}
     assert body["audio_seconds"] == {"queued": 60.0, "running": 60.0, "done": 60.0}
     # 60 audio-s done in about 60 s: about 1 audio-s/s, so about 120 s to go.
     assert body["throughput_audio_seconds_per_second"] == pytest.approx(1.0, rel=0.2)
     assert body["eta_seconds"] == pytest.approx(120, rel=0.2)
+
+
+def test_per_job_events_give_each_job_the_batch_callback(client, keys):
+    batch = create(client, keys["submitter"], callback_url="http://127.0.0.1:9/hook", per_job_events=True)
+    quiet = client.post(
+        "/v1/batches", json={"name": "quiet", "callback_url": "http://127.0.0.1:9/hook"}, headers=keys["submitter"]
+    ).get_json()
+    loud_job = add_files(client, keys["submitter"], batch["id"], [(wav_bytes(voiced(1.0)), "a.wav")]).get_json()
+    quiet_job = add_files(client, keys["submitter"], quiet["id"], [(wav_bytes(voiced(1.0)), "a.wav")]).get_json()
+    loud = client.get(f"/v1/jobs/{loud_job['items'][0]['job_id']}", headers=keys["submitter"]).get_json()
+    assert loud["callback"]["url"] == "http://127.0.0.1:9/hook" and loud["batch_id"] == batch["id"]
+    assert (
+        client.get(f"/v1/jobs/{quiet_job['items'][0]['job_id']}", headers=keys["submitter"]).get_json()["callback"]
+        is None
+    )
+
+
+def test_the_sweep_finishes_idle_batches_and_forgets_old_keys(client, keys, sessions, store, settings):
+    from broker import Publisher, create_celery
+    from domain.idempotency import claim
+    from models import IdempotencyKey
+    from worker.batch_events import finish_idle_batches
+    from worker.sweep import purge_idempotency_keys
+
+    batch = create(client, keys["submitter"])
+    make_job(sessions, store, b"x", key_id(sessions, "submitter"), batch_id=uuid.UUID(batch["id"]), status="failed")
+    with transaction(sessions) as session:
+        session.get(Batch, uuid.UUID(batch["id"])).status = "closed"  # as if its finishing step had failed
+    publisher = Publisher(create_celery(settings.queue), sessions)
+    assert finish_idle_batches(sessions, publisher) == 1
+    assert finish_idle_batches(sessions, publisher) == 0
+    assert client.get(f"/v1/batches/{batch['id']}", headers=keys["submitter"]).get_json()["status"] == "finished"
+
+    owner = key_id(sessions, "submitter")
+    with transaction(sessions) as session:
+        old = datetime.now(UTC) - timedelta(hours=settings.batches.idempotency_ttl_hours + 1)
+        claim(session, owner, "old", "POST /v1/batches", "f" * 64, old, timedelta(hours=24))
+        claim(session, owner, "new", "POST /v1/batches", "f" * 64, datetime.now(UTC), timedelta(hours=24))
+    assert purge_idempotency_keys(sessions, settings.batches) == 1
+    with sessions() as session:
+        assert session.scalars(select(IdempotencyKey.key)).all() == ["new"]
