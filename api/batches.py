@@ -192,7 +192,7 @@ def list_batch_jobs(batch_id: uuid.UUID) -> dict:
     query, limit = page(query, Job.created_at, Job.id, svc.settings.server.page_size_max)
     with svc.sessions() as session:
         visible_batch(session, batch_id)
-        jobs = session.scalars(query).all()[: limit + 1]
+        jobs = session.scalars(query).all()
         results = {
             r.job_id: r for r in session.scalars(select(Result).where(Result.job_id.in_([j.id for j in jobs[:limit]])))
         }

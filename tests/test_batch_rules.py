@@ -67,3 +67,47 @@ def test_multipart_body_streams_a_file_a_server_can_parse(tmp_path):
     _, form, files = parse_form_data(environ)
     assert form["external_id"] == "x/1.wav"
     assert files["file"].read() == path.read_bytes()
+
+
+def test_the_client_retries_what_is_worth_retrying_and_honours_retry_after():
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from client.api import Api, ApiError
+
+    answers = [(503, {"Retry-After": "0"}), (429, {"Retry-After": "0"}), (200, {})]
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.path, self.headers["Authorization"]))
+            status, headers = answers.pop(0) if self.path == "/v1/batches" else (400, {})
+            body = json.dumps(
+                {"items": []} if status == 200 else {"code": "busy" if status != 400 else "nope", "detail": "d"}
+            )
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        api = Api(f"http://127.0.0.1:{server.server_port}", "k")
+        assert api.json("GET", "/v1/batches") == {"items": []}
+        assert len(seen) == 3 and seen[0][1] == "Bearer k"
+        with pytest.raises(ApiError) as refused:
+            api.json("GET", "/v1/other")
+        assert (refused.value.status, refused.value.code) == (400, "nope") and len(seen) == 4  # not retried
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(ApiError) as down:
+        Api(f"http://127.0.0.1:{server.server_port}", "k", attempts=2).json("GET", "/v1/batches")
+    assert down.value.code == "unreachable"
