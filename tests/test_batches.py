@@ -455,3 +455,14 @@ def test_the_sweep_finishes_idle_batches_and_forgets_old_keys(client, keys, sess
     assert purge_idempotency_keys(sessions, settings.batches) == 1
     with sessions() as session:
         assert session.scalars(select(IdempotencyKey.key)).all() == ["new"]
+
+
+def test_closing_a_batch_whose_jobs_all_ended_finishes_it_at_once(client, keys, sessions, store):
+    batch = create(client, keys["submitter"])
+    make_job(sessions, store, b"x", key_id(sessions, "submitter"), batch_id=uuid.UUID(batch["id"]), status="succeeded")
+    closed = client.post(f"/v1/batches/{batch['id']}/close", headers=keys["submitter"]).get_json()
+    assert closed["status"] == "finished" and closed["finished_at"] is not None
+    empty = create(client, keys["submitter"], name="empty")
+    assert client.post(f"/v1/batches/{empty['id']}/close", headers=keys["submitter"]).get_json()["status"] == "finished"
+    assert client.post(f"/v1/batches/{empty['id']}/close", headers=keys["submitter2"]).status_code == 404
+    assert client.post(f"/v1/batches/{empty['id']}/cancel", headers=keys["reviewer"]).status_code == 403
