@@ -63,7 +63,9 @@ def callback_url_of(value: str | None) -> str | None:
         raise Problem(400, "invalid_callback_url", "callback_url must be an absolute http(s) URL")
     if not services().settings.webhooks.allow_private and (address := private_address(value)):
         raise Problem(
-            422, "callback_url_private", f"callback_url resolves to {address}, a private address; webhooks go out only"
+            422,
+            "callback_url_private",
+            f"callback_url resolves to {address}, a private address; webhooks go to public addresses only",
         )
     return value
 
