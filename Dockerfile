@@ -23,4 +23,4 @@ USER emoq
 ENV EMOQ_WORK_DIR=/tmp/emoq PROMETHEUS_MULTIPROC_DIR=/tmp/emoq-metrics
 EXPOSE 7860
 # gunicorn.conf.py (in /app) sets the request limits.
-CMD ["gunicorn", "--bind", "0.0.0.0:7860", "--workers", "2", "--timeout", "300", "api.wsgi:app"]
+CMD ["gunicorn", "--bind", "0.0.0.0:7860", "--worker-class", "gthread", "--workers", "2", "--threads", "8", "--timeout", "300", "api.wsgi:app"]

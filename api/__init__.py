@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
-from api import exports, health, inputs, jobs, keys, metrics, review, ui
+from api import batch_results, batches, exports, health, inputs, jobs, keys, metrics, review, ui
 from api.errors import outage, register_error_handlers
 from api.services import Services
 from broker import Publisher, create_celery
@@ -46,6 +46,16 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.logger.warning("starting without %s: %s", found[0].removesuffix("_unavailable"), exc)
     inputs.install(app)
     register_error_handlers(app, settings.server.retry_after_seconds)
-    for blueprint in (health.bp, metrics.bp, jobs.bp, exports.bp, review.bp, keys.bp, ui.bp):
+    for blueprint in (
+        health.bp,
+        metrics.bp,
+        jobs.bp,
+        exports.bp,
+        review.bp,
+        keys.bp,
+        ui.bp,
+        batches.bp,
+        batch_results.bp,
+    ):
         app.register_blueprint(blueprint)
     return app

@@ -8,10 +8,12 @@ import io
 import json
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 from flask import Blueprint, Response, request, stream_with_context
 from sqlalchemy import select
 
+from api import params
 from api.auth import current_key, requires
 from api.errors import Problem
 from api.jobs import job_body
@@ -60,39 +62,55 @@ def _rows() -> Iterator[tuple[Job, Result | None]]:
     return generate()
 
 
-def _csv_line(values: list) -> str:
+def csv_line(values: list) -> str:
     buffer = io.StringIO()
     csv.writer(buffer).writerow(values)
     return buffer.getvalue()
 
 
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def recording_row(job: Job, result: Result | None) -> dict[str, Any]:
+    """One recording's row (keys: CSV_COLUMNS); scores in the model's label order,
+    rounded to 4 decimals, seconds to 3."""
+    row: dict[str, Any] = {
+        "job_id": str(job.id),
+        "external_id": job.external_id,
+        "status": job.status,
+        "error_code": job.error_code,
+        "created_at": job.created_at.isoformat(),
+        "finished_at": job.finished_at and job.finished_at.isoformat(),
+        "duration_seconds": _rounded(job.duration_seconds, 3),
+        "channels": job.channels,
+    }
+    row.update(dict.fromkeys(CSV_COLUMNS[len(row) :]))
+    if result is not None:
+        row.update(
+            model_id=result.model_id,
+            model_revision=result.model_revision,
+            random_weights=result.model_random_weights,
+            calibration_version=result.calibration_version,
+            primary_label=result.primary_label,
+            primary_confidence=_rounded(result.primary_confidence, 4),
+            flags=list(result.flags),
+        )
+        row.update({f"score_{label}": _rounded(result.scores[label], 4) for label in EMOTION_LABELS})
+    return row
+
+
+def csv_value(value: Any) -> Any:
+    if isinstance(value, list):
+        return ";".join(value)
+    return "" if value is None else value
+
+
 def _csv(rows: Iterator[tuple[Job, Result | None]]) -> Iterator[str]:
-    yield _csv_line(CSV_COLUMNS)
+    yield csv_line(CSV_COLUMNS)
     for job, result in rows:
-        values = [
-            job.id,
-            job.external_id,
-            job.status,
-            job.error_code,
-            job.created_at.isoformat(),
-            job.finished_at and job.finished_at.isoformat(),
-            job.duration_seconds,
-            job.channels,
-        ]
-        if result is None:
-            values += [""] * (len(CSV_COLUMNS) - len(values))
-        else:
-            values += [
-                result.model_id,
-                result.model_revision,
-                result.model_random_weights,
-                result.calibration_version,
-                result.primary_label,
-                result.primary_confidence,
-                *(result.scores[label] for label in EMOTION_LABELS),
-                ";".join(result.flags),
-            ]
-        yield _csv_line(values)
+        row = recording_row(job, result)
+        yield csv_line([csv_value(row[column]) for column in CSV_COLUMNS])
 
 
 def _jsonl(rows: Iterator[tuple[Job, Result | None]]) -> Iterator[str]:
@@ -103,6 +121,7 @@ def _jsonl(rows: Iterator[tuple[Job, Result | None]]) -> Iterator[str]:
 @bp.get("/results")
 @requires(Role.submitter, Role.reviewer)
 def export_results() -> Response:
+    params.only(query=("format", "since", "until"))
     fmt = request.args.get("format", "csv")
     if fmt not in ("csv", "jsonl"):
         raise Problem(400, "invalid_format", "format must be csv or jsonl")

@@ -11,16 +11,19 @@ from urllib.parse import urlsplit
 import numpy as np
 from flask import Blueprint, Response, current_app, request, url_for
 from sqlalchemy import select
-from werkzeug.datastructures import FileStorage
 
 from analysis.probe import MAX_CHANNELS
+from api import params
 from api.auth import current_key, requires
 from api.errors import Problem
+from api.idempotent import idempotent
 from api.inputs import optional_text
+from api.intake import JobFields, backpressure, create_upload_job
 from api.pagination import next_cursor, page
 from api.services import services
-from api.uploads import object_key_for, receive
-from domain import callback_urls, erasure
+from api.uploads import receive
+from domain import erasure
+from domain.network import is_http_url, names_private_host, private_address
 from models import EMOTION_LABELS, Job, JobStatus, Result, Role
 from models.db import transaction
 from storage import ObjectMissing
@@ -28,10 +31,10 @@ from storage import ObjectMissing
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
 _TOKEN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+SUBMIT_FIELDS = ("granularity", "channels", "domain", "external_id", "callback_url")
 
 
-def _form_token(name: str, max_len: int = 64) -> str | None:
-    value = request.form.get(name)
+def token(name: str, value: str | None, max_len: int = 64) -> str | None:
     if value is None or value == "":
         return None
     value = value.strip().lower()
@@ -40,8 +43,7 @@ def _form_token(name: str, max_len: int = 64) -> str | None:
     return value
 
 
-def _channel_roles() -> list[str] | None:
-    raw = request.form.get("channels")
+def channel_roles(raw: str | None) -> list[str] | None:
     if not raw:
         return None
     roles = [r.strip().lower() for r in raw.split(",")]
@@ -50,85 +52,84 @@ def _channel_roles() -> list[str] | None:
     return roles
 
 
-def _callback_url() -> str | None:
-    value = optional_text("callback_url", request.form.get("callback_url"), 2000)
+def granularity_of(value: str | None) -> str:
+    value = value or "utterance"
+    if value not in ("utterance", "frame"):
+        raise Problem(400, "invalid_granularity", "granularity must be 'utterance' or 'frame'")
+    return value
+
+
+def callback_url_of(value: str | None) -> str | None:
+    """An absolute http(s) URL that does not point into a private network or a
+    metadata service (unless allowed): literal addresses and internal names are
+    refused as written, other names by what they resolve to now (the worker
+    checks again when it delivers)."""
+    value = optional_text("callback_url", value, 2000)
     if value is None:
         return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not is_http_url(value):
         raise Problem(400, "invalid_callback_url", "callback_url must be an absolute http(s) URL")
-    if not services().settings.webhooks.allow_private and callback_urls.names_private_host(parts.hostname):
+    if services().settings.webhooks.allow_private:
+        return value
+    hostname = urlsplit(value).hostname or ""
+    if names_private_host(hostname):
         raise Problem(
-            400, "callback_url_private", "callback_url names a loopback, private, link-local or metadata address"
+            422, "callback_url_private", "callback_url names a loopback, private, link-local or metadata address"
+        )
+    if address := private_address(value):
+        raise Problem(
+            422,
+            "callback_url_private",
+            f"callback_url resolves to {address}, a private address; webhooks go to public addresses only",
         )
     return value
 
 
-def _filename(file: FileStorage) -> str | None:
+def external_id_of(value: str | None) -> str | None:
+    return optional_text("external_id", value, 200)
+
+
+def filename_of(value: str | None) -> str | None:
     # Kept for people only (never a storage key); long names are cut, not refused.
-    return optional_text("filename", file.filename and file.filename[:500], 500)
+    return optional_text("filename", value and value[:500], 500)
 
 
 @bp.post("")
 @requires(Role.submitter)
+@backpressure
+@idempotent
 def submit() -> tuple[dict, int, dict]:
     svc = services()
-    file = request.files.get("file")
-    if file is None:
+    params.only(form=SUBMIT_FIELDS, files=("file",))
+    files = request.files.getlist("file")
+    if not files:
         raise Problem(400, "file_missing", "send the recording as the multipart field 'file'")
-    granularity = request.form.get("granularity", "utterance")
-    if granularity not in ("utterance", "frame"):
-        raise Problem(400, "invalid_granularity", "granularity must be 'utterance' or 'frame'")
-    domain = _form_token("domain")
-    roles = _channel_roles()
-    callback_url = _callback_url()
-    external_id = optional_text("external_id", request.form.get("external_id"), 200)
-    filename = _filename(file)
+    if len(files) > 1:
+        raise Problem(
+            400,
+            "multiple_files",
+            f"{len(files)} files in one request: a job takes one recording; "
+            "send many as a batch (POST /v1/batches, then POST /v1/batches/{id}/recordings)",
+        )
+    file = files[0]
+    fields = JobFields(
+        submitter_id=current_key().id,
+        granularity=granularity_of(request.form.get("granularity")),
+        domain=token("domain", request.form.get("domain")),
+        channel_roles=channel_roles(request.form.get("channels")),
+        callback_url=callback_url_of(request.form.get("callback_url")),
+    )
+    external_id = external_id_of(request.form.get("external_id"))
+    filename = filename_of(file.filename)
 
     upload = receive(file.stream, svc.settings)
     try:
-        if roles and upload.channels is not None and len(roles) != upload.channels:
-            raise Problem(
-                400, "invalid_channels", f"{len(roles)} channel roles given for a {upload.channels}-channel recording"
-            )
-        job_id, task_id = uuid.uuid4(), uuid.uuid4()
-        key = object_key_for(job_id)
-        with upload.path.open("rb") as fh:
-            svc.store.put_stream(key, fh, upload.size_bytes, upload.content_type)
-        try:
-            with transaction(svc.sessions) as session:
-                session.add(
-                    Job(
-                        id=job_id,
-                        task_id=task_id,
-                        status=JobStatus.queued.value,
-                        object_key=key,
-                        sha256=upload.sha256,
-                        size_bytes=upload.size_bytes,
-                        content_type=upload.content_type,
-                        original_filename=filename,
-                        duration_seconds=upload.duration_seconds,
-                        sample_rate=upload.sample_rate,
-                        channels=upload.channels,
-                        channel_roles=roles,
-                        submitter_id=current_key().id,
-                        external_id=external_id,
-                        granularity=granularity,
-                        domain=domain,
-                        callback_url=callback_url,
-                    )
-                )
-        except Exception:
-            # No row, so no object either; the error handler says what went wrong (503 for an outage).
-            try:
-                svc.store.remove(key)
-            except Exception:  # the database's error matters more; the orphan is logged for clean-up
-                current_app.logger.exception("could not remove orphaned upload %s", key)
-            raise
+        created = create_upload_job(svc, upload, fields, external_id=external_id, filename=filename)
     finally:
         upload.path.unlink(missing_ok=True)
+    job_id = created.job_id
     # Only now, with the row committed, may a worker see the job.
-    published = svc.publisher.analysis(job_id, task_id)
+    published = created.task_id is not None and svc.publisher.analysis(job_id, created.task_id)
     current_app.logger.info(
         "job submitted",
         extra={
@@ -136,7 +137,7 @@ def submit() -> tuple[dict, int, dict]:
             "external_id": external_id,
             "size_bytes": upload.size_bytes,
             "audio_seconds": upload.duration_seconds,
-            "published": published,  # False: the sweep publishes it once the broker is back
+            "published": published,  # False: a duplicate, or the sweep publishes it once the broker is back
         },
     )
     location = url_for("jobs.get_job", job_id=job_id)
@@ -193,6 +194,7 @@ def job_body(job: Job, result: Result | None, *, full: bool) -> dict:
         "error": {"code": job.error_code, "message": job.error_message} if job.status == "failed" else None,
         "attempts": job.attempts,
         "external_id": job.external_id,
+        "batch_id": job.batch_id and str(job.batch_id),
         "granularity": job.granularity,
         "domain": job.domain,
         "created_at": job.created_at.isoformat(),
@@ -228,6 +230,7 @@ def job_body(job: Job, result: Result | None, *, full: bool) -> dict:
 @bp.get("/<uuid:job_id>")
 @requires(Role.submitter, Role.reviewer)
 def get_job(job_id: uuid.UUID) -> dict:
+    params.only()
     with services().sessions() as session:
         job, result = _visible_job(session, job_id)
         return job_body(job, result, full=True)
@@ -286,6 +289,7 @@ def get_frames(job_id: uuid.UUID, index: int) -> Response:
 @requires(Role.submitter, Role.reviewer)
 def list_jobs() -> dict:
     svc = services()
+    params.only(query=("status", "external_id", "limit", "cursor"))
     query = select(Job).where(Job.deleted_at.is_(None))
     status = request.args.get("status")
     if status:

@@ -15,7 +15,7 @@ from celery import Celery
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from broker.names import ANALYSE_TASK, NOTIFY_TASK
+from broker.names import ANALYSE_TASK, BATCH_NOTIFY_TASK, NOTIFY_TASK
 from models import Job
 from models.db import transaction
 
@@ -48,3 +48,7 @@ class Publisher:
     def job_finished(self, job_id: uuid.UUID) -> None:
         """Queue the job's webhook delivery."""
         self.celery.send_task(NOTIFY_TASK, args=[str(job_id)])
+
+    def batch_finished(self, batch_id: uuid.UUID) -> None:
+        """Queue the batch's one ``batch.finished`` webhook."""
+        self.celery.send_task(BATCH_NOTIFY_TASK, args=[str(batch_id)])

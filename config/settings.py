@@ -247,6 +247,25 @@ class ObservabilitySettings(BaseSettings):
     worker_metrics_port: int = Field(0, ge=0, le=65535)
 
 
+class BatchSettings(BaseSettings):
+    """Bulk intake: batches, idempotent creation, imports by URL or S3 prefix, backpressure."""
+
+    model_config = _group()
+
+    # Past this much queued audio, requests that add recordings get 429 backlog_full.
+    max_backlog_audio_hours: float = Field(200.0, gt=0)
+    backlog_retry_after_seconds: int = Field(60, ge=1)
+    # How long an Idempotency-Key's answer is kept (the promise to clients is 24 h).
+    idempotency_ttl_hours: float = Field(24.0, ge=24.0)
+    # URL imports from loopback, private or link-local addresses are refused unless
+    # allowed, as for webhooks: a submitter must not read the internal network.
+    import_allow_private: bool = False
+    import_timeout_seconds: float = 30.0
+    # Buckets S3-prefix imports may read; empty: any the service's credentials can
+    # read, except the service's own bucket (other submitters' recordings live there).
+    import_s3_buckets: list[str] = []
+
+
 class Settings(BaseModel):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
@@ -259,6 +278,7 @@ class Settings(BaseModel):
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    batches: BatchSettings = Field(default_factory=BatchSettings)
 
     @classmethod
     def groups(cls) -> dict[str, type[BaseSettings]]:

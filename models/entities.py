@@ -3,6 +3,7 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import UTC, datetime
+from typing import ClassVar
 
 from sqlalchemy import (
     REAL,
@@ -36,6 +37,13 @@ class ReviewStatus(str, enum.Enum):
     pending = "pending"
     claimed = "claimed"
     resolved = "resolved"
+
+
+class BatchStatus(str, enum.Enum):
+    open = "open"  # takes recordings
+    closed = "closed"  # takes no more; finished once its last job ends
+    finished = "finished"
+    cancelled = "cancelled"  # queued jobs were cancelled; running ones finish
 
 
 class Role(str, enum.Enum):
@@ -75,6 +83,20 @@ class Job(Base):
         CheckConstraint(f"status IN ({_values(JobStatus)})", name="status"),
         CheckConstraint("granularity IN ('utterance', 'frame')", name="granularity"),
         Index("ix_jobs_created", "created_at", "id"),
+        Index("ix_jobs_batch_status", "batch_id", "status"),
+        # The backlog check sums queued audio on every intake request.
+        Index("ix_jobs_queued_duration", "duration_seconds", postgresql_where=text("status = 'queued'")),
+        # An uploaded file is in a batch once (same content, same external id) ...
+        Index(
+            "uq_jobs_batch_upload",
+            "batch_id",
+            "external_id",
+            "sha256",
+            unique=True,
+            postgresql_where=text("batch_id IS NOT NULL AND source IS NULL"),
+        ),
+        # ... and so is an imported URL or object.
+        Index("uq_jobs_batch_source", "batch_id", "source", unique=True, postgresql_where=text("source IS NOT NULL")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -95,8 +117,12 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     object_key: Mapped[str] = mapped_column(Text, nullable=False)
-    sha256: Mapped[str | None] = mapped_column(String(64))  # None once erased
-    size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # Unknown (None) for a URL or bucket import until the worker has fetched it; None once erased.
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # Where the worker fetches an imported recording from (http(s) URL or s3://bucket/key).
+    source: Mapped[str | None] = mapped_column(Text)
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("batches.id"))
     content_type: Mapped[str | None] = mapped_column(String(100))
     original_filename: Mapped[str | None] = mapped_column(Text)
     duration_seconds: Mapped[float | None] = mapped_column(Float)
@@ -119,6 +145,9 @@ class Job(Base):
     result_purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     result: Mapped[Result | None] = relationship(back_populates="job", uselist=False)
+
+    # The error code of a job failed by its batch's cancel before it ran.
+    CANCELLED: ClassVar[str] = "cancelled"
 
     # The job's state machine: queued → running → succeeded | failed, with
     # running → queued for a retry or a lost delivery. Worker and sweep change
@@ -158,6 +187,13 @@ class Job(Base):
         self.error_code = code
         self.error_message = message[:2000]
         self.finished_at = _utcnow()
+
+    def cancel(self) -> bool:
+        """A queued job of a cancelled batch never runs; a running one finishes."""
+        if self.status != JobStatus.queued.value:
+            return False
+        self.fail(self.CANCELLED, "the batch was cancelled before this job started")
+        return True
 
     def release_for_retry(self, reason: str) -> None:
         """Back to 'queued' so the retry's delivery is not mistaken for a lost one."""
@@ -301,3 +337,51 @@ class DomainProfile(Base):
     counts: Mapped[dict[str, int]] = mapped_column(JSONB, nullable=False)
     items: Mapped[int] = mapped_column(Integer, nullable=False)
     active: Mapped[bool] = mapped_column(nullable=False, default=False)
+
+
+class Batch(Base):
+    """Many recordings submitted as one: shared settings, one progress, one
+    results table, one ``batch.finished`` webhook (rules: domain.batches)."""
+
+    __tablename__ = "batches"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_values(BatchStatus)})", name="status"),
+        CheckConstraint("granularity IN ('utterance', 'frame')", name="granularity"),
+        Index("ix_batches_created", "created_at", "id"),
+        Index("ix_batches_submitter_name", "submitter_id", "name"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    submitter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id"), nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=BatchStatus.open.value)
+    granularity: Mapped[str] = mapped_column(String(16), nullable=False, default="utterance")
+    domain: Mapped[str | None] = mapped_column(String(64))
+    channel_roles: Mapped[list[str] | None] = mapped_column(ARRAY(String(32)))
+    # ``metadata`` is the declarative base's own attribute; the column keeps the API's name.
+    meta: Mapped[dict] = mapped_column("metadata", JSONB, nullable=False, default=dict)
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    # Also send each job's own job.finished event to callback_url.
+    per_job_events: Mapped[bool] = mapped_column(nullable=False, default=False)
+    created_at: Mapped[datetime] = _created_column()
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    callback_delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    callback_error: Mapped[str | None] = mapped_column(Text)
+
+
+class IdempotencyKey(Base):
+    """A client's Idempotency-Key and the answer its first request got (rules: domain.idempotency)."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_created", "created_at"),)
+
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    route: Mapped[str] = mapped_column(String(200), nullable=False)
+    # SHA-256 of the method, path, query and canonical body (files by their own SHA-256).
+    fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
+    # Both None while the first request is still running.
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[dict | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _created_column()

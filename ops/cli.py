@@ -8,6 +8,7 @@
     emoq activate-profile VERSION
     emoq create-key --name NAME --role submitter|reviewer|admin
 
+and the client's commands (``client.cli``: submit, status, results, cancel).
 Also ``python -m ops.cli``. Exit codes: 0 done, 1 error, 2 calibration refused.
 """
 
@@ -36,6 +37,7 @@ from calibration.centroids import (
 )
 from calibration.evaluation import NothingToEvaluate, confusion_png, evaluate_manifest, evaluate_reviewed
 from calibration.profiles import ProfileRefused, activate_profile, build_profile
+from client import cli as client_cli
 from config import Settings, load_settings
 from domain.api_keys import create_key
 from models import Role
@@ -217,11 +219,15 @@ def _parser() -> argparse.ArgumentParser:
     key.add_argument("--name", required=True)
     key.add_argument("--role", required=True, choices=[r.value for r in Role])
     key.set_defaults(run=_create_key)
+
+    client_cli.add_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if hasattr(args, "client"):  # the client needs no settings or database
+        return client_cli.run(args)
     settings = load_settings()
     # One short-lived process: no connection pool to keep.
     engine = make_engine(settings.storage.database_url, pooled=False)

@@ -3,7 +3,7 @@
 # gunicorn.conf.py's request limits) and a Celery worker with embedded beat. Ctrl-C (or SIGTERM) stops both; if either
 # exits on its own, the other is stopped too and its exit status is returned.
 #
-#   EMOQ_HOST (127.0.0.1)  EMOQ_PORT (7860)  EMOQ_WEB_WORKERS (2)
+#   EMOQ_HOST (127.0.0.1)  EMOQ_PORT (7860)  EMOQ_WEB_WORKERS (2)  EMOQ_WEB_THREADS (8)
 #   EMOQ_WEB_TIMEOUT (120)  EMOQ_STOP_TIMEOUT (30 s before SIGKILL)
 set -uo pipefail
 
@@ -59,8 +59,11 @@ on_signal() {
 trap on_signal INT TERM
 
 echo "[run] API on http://$HOST:$PORT  (Ctrl-C stops API and worker)" >&2
-"$VENV_BIN/gunicorn" --bind "$HOST:$PORT" \
-    --workers "${EMOQ_WEB_WORKERS:-2}" --timeout "${EMOQ_WEB_TIMEOUT:-120}" \
+# Threaded workers: a slow upload holds one thread, not a whole process (bulk
+# clients send many at once). Each process's database pool (models.db: 5 + 5
+# overflow) covers its threads.
+"$VENV_BIN/gunicorn" --bind "$HOST:$PORT" --worker-class gthread \
+    --workers "${EMOQ_WEB_WORKERS:-2}" --threads "${EMOQ_WEB_THREADS:-8}" --timeout "${EMOQ_WEB_TIMEOUT:-120}" \
     --access-logfile - api.wsgi:app &
 pids+=($!)
 

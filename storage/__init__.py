@@ -1,3 +1,3 @@
-from storage.objects import ObjectMissing, ObjectStore, RemovalRefused, unavailable
+from storage.objects import ListedObject, ObjectMissing, ObjectStore, RemovalRefused, unavailable
 
-__all__ = ["ObjectMissing", "ObjectStore", "RemovalRefused", "unavailable"]
+__all__ = ["ListedObject", "ObjectMissing", "ObjectStore", "RemovalRefused", "unavailable"]

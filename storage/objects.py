@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -18,6 +21,12 @@ _MISSING = ("NoSuchKey", "NoSuchObject")
 
 class ObjectMissing(KeyError):
     """The key is not in the bucket (deleted, or never written)."""
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    key: str
+    size: int
 
 
 class RemovalRefused(Exception):
@@ -99,3 +108,24 @@ class ObjectStore:
         """Remove keys (a missing one is no error); raises when S3 refuses one."""
         for error in self.client.remove_objects(self.bucket, (DeleteObject(k) for k in keys)):
             raise RemovalRefused(f"S3 refused to remove {error.name}: {error.code} {error.message}")
+
+    # Other buckets: recordings a batch imports from where they already are,
+    # read with the service's own credentials.
+
+    def list_objects(self, bucket: str, prefix: str) -> Iterator[ListedObject]:
+        for obj in self.client.list_objects(bucket, prefix=prefix, recursive=True):
+            if not obj.is_dir and obj.object_name is not None:
+                yield ListedObject(obj.object_name, int(obj.size or 0))
+
+    @contextmanager
+    def open_object(self, bucket: str, key: str) -> Iterator[BinaryIO]:
+        """A readable stream of any bucket's object; ObjectMissing if it is gone."""
+        try:
+            response = self.client.get_object(bucket, key)
+        except S3Error as exc:
+            raise (ObjectMissing(key) if exc.code in _MISSING else exc) from None
+        try:
+            yield response  # type: ignore[misc]
+        finally:
+            response.close()
+            response.release_conn()

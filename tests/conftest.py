@@ -31,6 +31,9 @@ from config import Settings
 from models.db import make_engine, make_session_factory, transaction
 from tests.audio_fixtures import speech_like
 
+# Fixtures of the bulk-intake tests (live API server, webhook receiver).
+pytest_plugins = ["tests.batch_fixtures"]
+
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DB_URL = os.environ.get("EMOQ_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/emoq_test")
 TEST_REDIS_URL = os.environ.get("EMOQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -105,8 +108,10 @@ def test_env(model_dir, tmp_path_factory) -> dict[str, str]:
         "EMOQ_WORK_DIR": str(tmp_path_factory.mktemp("work")),
         "EMOQ_WORKER_HEARTBEAT_SECONDS": "1",
         "EMOQ_RETRY_BACKOFF_MAX_SECONDS": "1",
-        # The tests' webhook receiver listens on loopback.
+        # The tests' webhook receiver and URL-import server listen on loopback.
         "EMOQ_WEBHOOK_ALLOW_PRIVATE": "true",
+        "EMOQ_IMPORT_ALLOW_PRIVATE": "true",
+        "EMOQ_WEBHOOK_SECRET": "test-webhook-secret",
     }
 
 
@@ -166,7 +171,7 @@ def clean_db(sessions) -> None:
         # Tables in the order the worker locks them (jobs, then results, then
         # review items): a job still finishing from an earlier test then makes
         # this wait instead of deadlocking with it.
-        session.execute(text("TRUNCATE jobs, results, review_items, calibrations CASCADE"))
+        session.execute(text("TRUNCATE jobs, results, review_items, calibrations, batches, idempotency_keys CASCADE"))
 
 
 @pytest.fixture

@@ -115,3 +115,9 @@ def test_readme_documents_every_setting():
     readme = (ROOT / "README.md").read_text()
     missing = [name for name in Settings.variables() if f"`{name}`" not in readme]
     assert missing == []
+
+
+def test_api_runs_threaded_workers_for_concurrent_uploads():
+    command = compose()["services"]["api"]["command"]
+    assert command[command.index("--worker-class") + 1] == "gthread" and "--threads" in command
+    assert "gthread" in (ROOT / "Dockerfile").read_text() and "gthread" in (ROOT / "scripts" / "run.sh").read_text()

@@ -20,11 +20,13 @@ from sqlalchemy.dialects.postgresql import insert
 from analysis.audio import AudioError
 from analysis.pipeline import Analysis, InvalidChannelRoles, JobSpec, analyse
 from domain.erasure import frames_prefix
+from domain.recordings import RecordingRefused, inspect
 from models import Job, JobStatus, Result, ReviewItem
 from models.db import transaction
 from storage import ObjectMissing
 from worker import telemetry
 from worker.context import WorkerContext
+from worker.imports import ImportRefused, fetch
 from worker.results import result_values, review_item_values
 
 log = logging.getLogger(__name__)
@@ -84,13 +86,42 @@ def release_for_retry(ctx: WorkerContext, job_id: uuid.UUID, reason: str) -> Non
             job.release_for_retry(reason)
 
 
-def fetch_recording(ctx: WorkerContext, key: str, directory: Path) -> Path:
+def fetch_recording(ctx: WorkerContext, spec: JobSpec, directory: Path) -> Path:
     path = directory / "recording"
+    with ctx.sessions() as session:
+        job = session.get(Job, uuid.UUID(spec.job_id))
+        # An import not fetched yet has no content hash.
+        source = job.source if job is not None and job.sha256 is None else None
+    if source is not None:
+        import_recording(ctx, spec, source, path)
+        return path
     try:
-        ctx.store.download(key, path)
+        ctx.store.download(spec.object_key, path)
     except ObjectMissing as exc:
-        raise JobFailed("object_missing", f"the uploaded recording {key} is no longer in storage") from exc
+        raise JobFailed("object_missing", f"the uploaded recording {spec.object_key} is no longer in storage") from exc
     return path
+
+
+def import_recording(ctx: WorkerContext, spec: JobSpec, source: str, path: Path) -> None:
+    """Fetch an imported recording, check it as an upload, keep our own copy and
+    record what it is; a redelivery after this finds the hash and downloads the copy."""
+    try:
+        with path.open("wb") as out:
+            sha256, size = fetch(source, out, ctx.store, ctx.settings)
+        recording = inspect(path, sha256, size, ctx.settings)
+    except (ImportRefused, RecordingRefused) as exc:
+        raise JobFailed(exc.code, exc.message) from exc
+    with path.open("rb") as fh:
+        ctx.store.put_stream(spec.object_key, fh, size, recording.content_type)
+    with transaction(ctx.sessions) as session:
+        job = session.get(Job, uuid.UUID(spec.job_id), with_for_update=True)
+        if job is not None:
+            job.sha256, job.size_bytes, job.content_type = sha256, size, recording.content_type
+            job.duration_seconds, job.sample_rate, job.channels = (
+                recording.duration_seconds,
+                recording.sample_rate,
+                recording.channels,
+            )
 
 
 def frame_key(job_id: str, index: int) -> str:
@@ -171,7 +202,7 @@ def run_job(ctx: WorkerContext, delivery: Delivery) -> None:
         centroids = ctx.centroids()
         ctx.settings.storage.work_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=ctx.settings.storage.work_dir) as tmp:
-            path = fetch_recording(ctx, spec.object_key, Path(tmp))
+            path = fetch_recording(ctx, spec, Path(tmp))
             profile = ctx.domain_profile(spec.domain)
             started = time.monotonic()
             try:

@@ -16,7 +16,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker import Publisher
-from config.settings import QueueSettings
+from config.settings import BatchSettings, QueueSettings
+from domain import idempotency
 from models import Job, JobStatus
 from models.db import transaction
 
@@ -60,3 +61,9 @@ def sweep_stale_jobs(sessions: sessionmaker[Session], queue: QueueSettings, publ
     if republish or failed:
         log.info("sweep: re-published %d of %d jobs, failed %d", published, len(republish), len(failed))
     return {"republished": published, "failed": len(failed)}
+
+
+def purge_idempotency_keys(sessions: sessionmaker[Session], batches: BatchSettings) -> int:
+    """Forget idempotency keys past their promised lifetime."""
+    with transaction(sessions) as session:
+        return idempotency.purge(session, datetime.now(UTC), timedelta(hours=batches.idempotency_ttl_hours))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 
 from billiard.exceptions import SoftTimeLimitExceeded
 from celery import Task, shared_task
@@ -14,13 +15,14 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 from urllib3.exceptions import HTTPError
 
-from broker import ANALYSE_TASK, NOTIFY_TASK, RETENTION_TASK, SWEEP_TASK, Publisher
+from broker import ANALYSE_TASK, BATCH_NOTIFY_TASK, NOTIFY_TASK, RETENTION_TASK, SWEEP_TASK, Publisher
 from config import load_settings
 from config.settings import QueueSettings
 from domain.retention import apply_retention
+from worker.batch_events import deliver_batch, finish_batch_of, finish_idle_batches
 from worker.context import WorkerContext, get_context
 from worker.jobs import Delivery, fail_job, release_for_retry, run_job
-from worker.sweep import sweep_stale_jobs
+from worker.sweep import purge_idempotency_keys, sweep_stale_jobs
 from worker.telemetry import WEBHOOK_FAILURES
 from worker.webhooks import WebhookFailed, WebhookRefused, deliver, pending_callback
 
@@ -40,11 +42,17 @@ def analyse_recording(self: Task, job_id: str) -> None:
     ctx = get_context(load_settings())
     delivery = Delivery(uuid.UUID(job_id), uuid.UUID(self.request.id))
     _analyse(self, ctx, delivery)  # raises Retry on transient failures: not finished, nothing to announce
+    publisher = Publisher(self.app, ctx.sessions)
     try:
         if pending_callback(ctx.sessions, delivery.job_id):
-            Publisher(self.app, ctx.sessions).job_finished(delivery.job_id)
+            publisher.job_finished(delivery.job_id)
     except TRANSIENT as exc:  # the result is saved; only the announcement is lost
         log.warning("job %s: could not queue its webhook: %s", job_id, exc)
+    try:
+        if (batch_id := finish_batch_of(ctx.sessions, delivery.job_id)) is not None:
+            publisher.batch_finished(batch_id)
+    except TRANSIENT as exc:  # the sweep finishes a batch left behind
+        log.warning("job %s: could not finish or announce its batch: %s", job_id, exc)
 
 
 def _backoff(queue: QueueSettings, retries: int) -> int:
@@ -78,7 +86,11 @@ def _analyse(self: Task, ctx: WorkerContext, delivery: Delivery) -> None:
 @shared_task(bind=True, name=SWEEP_TASK)
 def sweep(self: Task) -> dict[str, int]:
     ctx = get_context(load_settings())
-    return sweep_stale_jobs(ctx.sessions, ctx.settings.queue, Publisher(self.app, ctx.sessions))
+    publisher = Publisher(self.app, ctx.sessions)
+    counts = sweep_stale_jobs(ctx.sessions, ctx.settings.queue, publisher)
+    counts["batches_finished"] = finish_idle_batches(ctx.sessions, publisher)
+    counts["idempotency_keys_purged"] = purge_idempotency_keys(ctx.sessions, ctx.settings.batches)
+    return counts
 
 
 @shared_task(name=RETENTION_TASK)
@@ -93,17 +105,29 @@ def retention() -> dict[str, int]:
 @shared_task(bind=True, name=NOTIFY_TASK)
 def notify(self: Task, job_id: str) -> None:
     ctx = get_context(load_settings())
+    _announce(self, ctx, f"job {job_id}", lambda: deliver(ctx.sessions, ctx.settings.webhooks, uuid.UUID(job_id)))
+
+
+@shared_task(bind=True, name=BATCH_NOTIFY_TASK)
+def notify_batch(self: Task, batch_id: str) -> None:
+    ctx = get_context(load_settings())
+    _announce(
+        self, ctx, f"batch {batch_id}", lambda: deliver_batch(ctx.sessions, ctx.settings.webhooks, uuid.UUID(batch_id))
+    )
+
+
+def _announce(self: Task, ctx: WorkerContext, what: str, send: Callable[[], bool]) -> None:
     webhooks = ctx.settings.webhooks
     try:
-        deliver(ctx.sessions, webhooks, uuid.UUID(job_id))
+        send()
     except WebhookRefused as exc:
         WEBHOOK_FAILURES.labels("refused").inc()
-        log.warning("job %s: webhook refused: %s", job_id, exc)
+        log.warning("%s: webhook refused: %s", what, exc)
     except (WebhookFailed, *TRANSIENT) as exc:
         WEBHOOK_FAILURES.labels("failed").inc()
         if self.request.retries >= webhooks.max_retries:
             WEBHOOK_FAILURES.labels("given_up").inc()
-            log.warning("job %s: webhook given up after %d retries: %s", job_id, self.request.retries, exc)
+            log.warning("%s: webhook given up after %d retries: %s", what, self.request.retries, exc)
             return
         countdown = _backoff(ctx.settings.queue, self.request.retries)
         raise self.retry(exc=exc, countdown=countdown, max_retries=webhooks.max_retries) from exc

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
-import socket
 import uuid
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
 import urllib3
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import WebhookSettings
-from domain import callback_urls
+from domain.network import private_address
 from models import Job, JobStatus
 from models.db import transaction
 
@@ -34,19 +31,6 @@ class WebhookFailed(Exception):
 
 class WebhookRefused(Exception):
     """Never sent: the URL points into a private network."""
-
-
-def _private_address(url: str) -> str | None:
-    host = urlsplit(url).hostname or ""
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except socket.gaierror:
-        return None  # unresolvable: the POST fails and is retried
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if callback_urls.is_private(address):
-            return str(address)
-    return None
 
 
 def signature(body: bytes, secret: str) -> str:
@@ -78,10 +62,23 @@ def deliver(sessions: sessionmaker[Session], webhooks: WebhookSettings, job_id: 
         if not job or not job.callback_url or job.status not in _FINISHED or job.callback_delivered_at:
             return False
         url, body = job.callback_url, json.dumps(event_body(job)).encode()
-    if not webhooks.allow_private and (address := _private_address(url)):
-        _record(sessions, job_id, error=f"refused: {address} is a private address")
+    try:
+        error = post(url, EVENT, body, webhooks)
+    except WebhookRefused as exc:
+        _record(sessions, job_id, error=f"refused: {exc} is a private address")
+        raise
+    _record(sessions, job_id, error=error)
+    if error:
+        raise WebhookFailed(error)
+    return True
+
+
+def post(url: str, event: str, body: bytes, webhooks: WebhookSettings) -> str | None:
+    """POST one signed event; the error, or None for a 2xx answer. Raises
+    WebhookRefused (nothing sent) when the URL resolves to a private address."""
+    if not webhooks.allow_private and (address := private_address(url)):
         raise WebhookRefused(address)
-    headers = {"Content-Type": "application/json", "User-Agent": "emoq-webhook/1", "X-Emoq-Event": EVENT}
+    headers = {"Content-Type": "application/json", "User-Agent": "emoq-webhook/1", "X-Emoq-Event": event}
     if webhooks.secret:
         headers["X-Emoq-Signature"] = signature(body, webhooks.secret)
     try:
@@ -94,13 +91,9 @@ def deliver(sessions: sessionmaker[Session], webhooks: WebhookSettings, job_id: 
             retries=False,
             redirect=False,
         )
-        error = None if 200 <= response.status < 300 else f"HTTP {response.status}"
     except urllib3.exceptions.HTTPError as exc:
-        error = f"{type(exc).__name__}: {exc}"
-    _record(sessions, job_id, error=error)
-    if error:
-        raise WebhookFailed(error)
-    return True
+        return f"{type(exc).__name__}: {exc}"
+    return None if 200 <= response.status < 300 else f"HTTP {response.status}"
 
 
 def _record(sessions: sessionmaker[Session], job_id: uuid.UUID, *, error: str | None) -> None:

@@ -1,7 +1,7 @@
 """erasure tombstones, retention marks and the audit log
 
-Revision ID: 0006
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-26 04:20:00.000000
 """
 from alembic import op
@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 
-revision = '0006'
-down_revision = '0003'
+revision = '0005'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
@@ -21,7 +21,7 @@ def upgrade() -> None:
     op.add_column('jobs', sa.Column('audio_purged_at', sa.DateTime(timezone=True), nullable=True))
     op.add_column('jobs', sa.Column('result_purged_at', sa.DateTime(timezone=True), nullable=True))
     op.create_foreign_key(op.f('fk_jobs_deleted_by_api_keys'), 'jobs', 'api_keys', ['deleted_by'], ['id'])
-    op.alter_column('jobs', 'sha256', existing_type=sa.String(length=64), nullable=True)
+    # jobs.sha256 is nullable since 0004 (imports have none until fetched); erasure blanks it too.
     op.create_table(
         'audit_log',
         sa.Column('id', sa.UUID(), nullable=False),
@@ -39,8 +39,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f('ix_audit_log_job_id'), table_name='audit_log')
     op.drop_table('audit_log')
-    op.execute("UPDATE jobs SET sha256 = repeat('0', 64) WHERE sha256 IS NULL")
-    op.alter_column('jobs', 'sha256', existing_type=sa.String(length=64), nullable=False)
     op.drop_constraint(op.f('fk_jobs_deleted_by_api_keys'), 'jobs', type_='foreignkey')
     op.drop_column('jobs', 'result_purged_at')
     op.drop_column('jobs', 'audio_purged_at')

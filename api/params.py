@@ -1,0 +1,36 @@
+"""Strict parameters: a misspelt or unsupported field is refused by name
+(400 ``unknown_parameters``) instead of being silently ignored."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from flask import request
+
+from api.errors import Problem
+
+
+def _refuse(unknown: list[str]) -> None:
+    if unknown:
+        raise Problem(400, "unknown_parameters", f"unknown parameters: {', '.join(unknown)}", parameters=unknown)
+
+
+def only(*, query: Iterable[str] = (), form: Iterable[str] = (), files: Iterable[str] = ()) -> None:
+    """Refuse query, form and file fields other than these."""
+    unknown = sorted(set(request.args) - set(query))
+    unknown += sorted(set(request.form) - set(form))
+    unknown += sorted(set(request.files) - set(files))
+    _refuse(unknown)
+
+
+def only_keys(body: Mapping[str, Any], allowed: Iterable[str]) -> None:
+    """Refuse JSON members other than these."""
+    _refuse(sorted(set(body) - set(allowed)))
+
+
+def json_object() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise Problem(400, "invalid_json", "send a JSON object with Content-Type: application/json")
+    return body
