@@ -3,13 +3,14 @@ names, the Celery configuration, and the one place that publishes. Neither
 side imports the other; both import this."""
 
 from broker.app import create_celery
-from broker.names import ANALYSE_TASK, HEARTBEAT_PREFIX, MAINTENANCE_QUEUE, NOTIFY_TASK, SWEEP_TASK
+from broker.names import ANALYSE_TASK, HEARTBEAT_PREFIX, MAINTENANCE_QUEUE, NOTIFY_REVIEW_TASK, NOTIFY_TASK, SWEEP_TASK
 from broker.publish import Publisher
 
 __all__ = [
     "ANALYSE_TASK",
     "HEARTBEAT_PREFIX",
     "MAINTENANCE_QUEUE",
+    "NOTIFY_REVIEW_TASK",
     "NOTIFY_TASK",
     "SWEEP_TASK",
     "Publisher",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from broker.names import ANALYSE_TASK, MAINTENANCE_QUEUE, NOTIFY_TASK, SWEEP_TASK
+from broker.names import ANALYSE_TASK, MAINTENANCE_QUEUE, NOTIFY_REVIEW_TASK, NOTIFY_TASK, SWEEP_TASK
 from config.settings import QueueSettings
 
 
@@ -32,6 +32,7 @@ def create_celery(queue: QueueSettings, include: list[str] | None = None) -> Cel
             ANALYSE_TASK: {"queue": queue.analysis_queue},
             SWEEP_TASK: {"queue": MAINTENANCE_QUEUE},
             NOTIFY_TASK: {"queue": MAINTENANCE_QUEUE},
+            NOTIFY_REVIEW_TASK: {"queue": MAINTENANCE_QUEUE},
         },
         beat_schedule={
             "sweep-stale-jobs": {"task": SWEEP_TASK, "schedule": float(queue.sweep_interval_seconds)},

@@ -3,6 +3,7 @@
 ANALYSE_TASK = "emoq.analyse_recording"
 SWEEP_TASK = "emoq.sweep_stale_jobs"
 NOTIFY_TASK = "emoq.notify_job_finished"
+NOTIFY_REVIEW_TASK = "emoq.notify_review_resolved"
 # Sweeps and webhooks must not wait behind hour-long analyses.
 MAINTENANCE_QUEUE = "emoq.maintenance"
 # Worker processes publish their model status under this prefix (read by /readyz).

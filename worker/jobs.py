@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from analysis.audio import AudioError
 from analysis.pipeline import Analysis, InvalidChannelRoles, JobSpec, analyse
+from domain import review_routing
 from models import EMOTION_LABELS, Job, JobStatus, Result, ReviewItem
 from models.db import transaction
 from storage import ObjectMissing
@@ -157,13 +158,14 @@ def persist(ctx: WorkerContext, spec: JobSpec, analysis: Analysis, frame_keys: d
         if result_id is None:
             result_id = session.execute(select(Result.id).where(Result.job_id == job_id)).scalar_one()
         for s in analysis.segments:
-            reasons = [f for f in s.decision.flags if f in review_flags]
-            if not reasons:
+            item_id = uuid.uuid4()
+            route = review_routing.route(item_id, s.decision.flags, spec.domain, ctx.settings.review)
+            if route is None:
                 continue
             session.execute(
                 insert(ReviewItem)
                 .values(
-                    id=uuid.uuid4(),
+                    id=item_id,
                     job_id=job_id,
                     result_id=result_id,
                     segment_index=s.index,
@@ -174,7 +176,9 @@ def persist(ctx: WorkerContext, spec: JobSpec, analysis: Analysis, frame_keys: d
                     embedding=[float(x) for x in s.embedding],
                     model_scores={k: float(v) for k, v in zip(EMOTION_LABELS, s.raw_scores)},
                     model_label=s.decision.label,
-                    reasons=reasons,
+                    reasons=route.reasons,
+                    priority=route.priority,
+                    required_decisions=route.required_decisions,
                     reason_details={
                         "flags": s.decision.flags,
                         "enhancement": s.decision.details,
