@@ -1,5 +1,8 @@
 """Bulk export of finished results for analytics teams: CSV (one row per
-recording) or JSON Lines (the full result per line), streamed."""
+recording) or JSON Lines (the full result per line), streamed. Both carry the
+human answers of the job's review items (``domain.review_outcome``): CSV adds
+the final label and the reviewed segments, JSON Lines each segment's
+``review`` and ``final``."""
 
 from __future__ import annotations
 
@@ -7,15 +10,16 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, request, stream_with_context
 from sqlalchemy import select
 
 from api.auth import current_key, requires
 from api.errors import Problem
-from api.jobs import job_body
+from api.jobs import job_body, result_body
 from api.services import services
+from domain import review_outcome
 from models import EMOTION_LABELS, Job, Result, Role
 
 bp = Blueprint("exports", __name__, url_prefix="/v1/exports")
@@ -25,6 +29,8 @@ CSV_COLUMNS = (
     + ["model_id", "model_revision", "random_weights", "calibration_version", "primary_label", "primary_confidence"]
     + [f"score_{label}" for label in EMOTION_LABELS]
     + ["flags"]
+    + ["final_label", "final_confidence", "final_source", "review_items", "review_resolved", "human_labels"]
+    + ["reviewers", "last_resolved_at"]
 )
 
 
@@ -38,7 +44,10 @@ def _when(name: str) -> datetime | None:
         raise Problem(400, f"invalid_{name}", f"{name} must be an ISO 8601 date or time") from None
 
 
-def _rows() -> Iterator[tuple[Job, Result | None]]:
+Row = tuple[Job, Result | None, review_outcome.Reviews]
+
+
+def _rows() -> Iterator[Row]:
     query = (
         select(Job, Result).outerjoin(Result, Result.job_id == Job.id).where(Job.status.in_(("succeeded", "failed")))
     )
@@ -51,9 +60,12 @@ def _rows() -> Iterator[tuple[Job, Result | None]]:
     query = query.order_by(Job.finished_at, Job.id).execution_options(yield_per=500)
     sessions = services().sessions
 
-    def generate() -> Iterator[tuple[Job, Result | None]]:
+    def generate() -> Iterator[Row]:
         with sessions() as session:
-            yield from session.execute(query)  # rows unpack as (job, result)
+            for chunk in session.execute(query).partitions():  # yield_per rows at a time
+                reviews = review_outcome.reviews_by_job(session, [job.id for job, _ in chunk], datetime.now(UTC))
+                for job, result in chunk:
+                    yield job, result, reviews.get(job.id, {})
 
     return generate()
 
@@ -64,9 +76,26 @@ def _csv_line(values: list) -> str:
     return buffer.getvalue()
 
 
-def _csv(rows: Iterator[tuple[Job, Result | None]]) -> Iterator[str]:
+def _human_columns(result: Result, reviews: review_outcome.Reviews) -> list:
+    """final label, confidence and source; review items, resolved; "segment:label[+label]"; reviewers; last resolution."""
+    final = review_outcome.with_reviews(result_body(result), reviews)["final"]
+    resolved = sorted(((i, r) for i, r in reviews.items() if r.labels), key=lambda pair: pair[0])
+    last = max((r.resolved_at for _, r in resolved if r.resolved_at), default=None)
+    return [
+        final["label"],
+        final["confidence"],
+        final["source"],
+        len(reviews),
+        len(resolved),
+        ";".join(f"{i}:{'+'.join(r.labels or [])}" for i, r in resolved),
+        ";".join(sorted({r.reviewer for _, r in resolved if r.reviewer})),
+        last and last.isoformat(),
+    ]
+
+
+def _csv(rows: Iterator[Row]) -> Iterator[str]:
     yield _csv_line(CSV_COLUMNS)
-    for job, result in rows:
+    for job, result, reviews in rows:
         values = [
             job.id,
             job.external_id,
@@ -89,13 +118,14 @@ def _csv(rows: Iterator[tuple[Job, Result | None]]) -> Iterator[str]:
                 result.primary_confidence,
                 *(result.scores[label] for label in EMOTION_LABELS),
                 ";".join(result.flags),
+                *_human_columns(result, reviews),
             ]
         yield _csv_line(values)
 
 
-def _jsonl(rows: Iterator[tuple[Job, Result | None]]) -> Iterator[str]:
-    for job, result in rows:
-        yield json.dumps(job_body(job, result, full=True)) + "\n"
+def _jsonl(rows: Iterator[Row]) -> Iterator[str]:
+    for job, result, reviews in rows:
+        yield json.dumps(job_body(job, result, full=True, reviews=reviews)) + "\n"
 
 
 @bp.get("/results")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -12,6 +13,7 @@ import numpy as np
 from flask import Blueprint, Response, current_app, request, url_for
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from analysis.probe import MAX_CHANNELS
 from api.auth import current_key, requires
@@ -19,6 +21,7 @@ from api.errors import Problem
 from api.pagination import next_cursor, page
 from api.services import services
 from api.uploads import object_key_for, receive
+from domain import review_outcome
 from models import EMOTION_LABELS, Job, JobStatus, Result, Role
 from models.db import transaction
 from storage import ObjectMissing
@@ -153,7 +156,8 @@ def result_body(result: Result) -> dict:
     }
 
 
-def job_body(job: Job, result: Result | None, *, full: bool) -> dict:
+def job_body(job: Job, result: Result | None, *, full: bool, reviews: review_outcome.Reviews | None = None) -> dict:
+    """``reviews``: the job's review items by segment; their human answers join the result (domain.review_outcome)."""
     body: dict[str, Any] = {
         "id": str(job.id),
         "status": job.status,
@@ -182,12 +186,19 @@ def job_body(job: Job, result: Result | None, *, full: bool) -> dict:
         else None,
     }
     if result is not None:
+        reviewed = review_outcome.with_reviews(result_body(result), reviews or {})
         if full:
-            body["result"] = result_body(result)
+            body["result"] = reviewed
         else:
             body["primary"] = {"label": result.primary_label, "confidence": result.primary_confidence}
+            body["final"] = reviewed["final"]
             body["flags"] = result.flags
+        body["review"] = review_outcome.review_summary(reviews or {})
     return body
+
+
+def _reviews(session: Session, jobs: list[Job]) -> dict[uuid.UUID, review_outcome.Reviews]:
+    return review_outcome.reviews_by_job(session, [j.id for j in jobs], datetime.now(UTC))
 
 
 @bp.get("/<uuid:job_id>")
@@ -195,7 +206,7 @@ def job_body(job: Job, result: Result | None, *, full: bool) -> dict:
 def get_job(job_id: uuid.UUID) -> dict:
     with services().sessions() as session:
         job, result = _visible_job(session, job_id)
-        return job_body(job, result, full=True)
+        return job_body(job, result, full=True, reviews=_reviews(session, [job]).get(job.id))
 
 
 @bp.get("/<uuid:job_id>/embedding")
@@ -244,6 +255,11 @@ def list_jobs() -> dict:
         query = query.where(Job.status == status)
     if request.args.get("external_id"):
         query = query.where(Job.external_id == request.args["external_id"])
+    if request.args.get("review"):
+        try:
+            query = query.where(review_outcome.job_filter(request.args["review"]))
+        except ValueError as exc:
+            raise Problem(400, "invalid_review", str(exc)) from None
     if current_key().role == Role.submitter.value:
         query = query.where(Job.submitter_id == current_key().id)
     query, limit = page(query, Job.created_at, Job.id, svc.settings.server.page_size_max)
@@ -252,5 +268,6 @@ def list_jobs() -> dict:
         results = {
             r.job_id: r for r in session.scalars(select(Result).where(Result.job_id.in_([j.id for j in jobs[:limit]])))
         }
-        items = [job_body(j, results.get(j.id), full=False) for j in jobs[:limit]]
+        reviews = _reviews(session, list(jobs[:limit]))
+        items = [job_body(j, results.get(j.id), full=False, reviews=reviews.get(j.id)) for j in jobs[:limit]]
     return {"items": items, "next_cursor": next_cursor(jobs, limit)}

@@ -14,13 +14,13 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 from urllib3.exceptions import HTTPError
 
-from broker import ANALYSE_TASK, NOTIFY_TASK, SWEEP_TASK, Publisher
+from broker import ANALYSE_TASK, NOTIFY_REVIEW_TASK, NOTIFY_TASK, SWEEP_TASK, Publisher
 from config import load_settings
 from config.settings import QueueSettings
 from worker.context import WorkerContext, get_context
 from worker.jobs import Delivery, fail_job, release_for_retry, run_job
 from worker.sweep import sweep_stale_jobs
-from worker.webhooks import WebhookFailed, WebhookRefused, deliver, pending_callback
+from worker.webhooks import WebhookFailed, WebhookRefused, deliver, deliver_review, pending_callback
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,22 @@ def notify(self: Task, job_id: str) -> None:
     except (WebhookFailed, *TRANSIENT) as exc:
         if self.request.retries >= webhooks.max_retries:
             log.warning("job %s: webhook given up after %d retries: %s", job_id, self.request.retries, exc)
+            return
+        countdown = _backoff(ctx.settings.queue, self.request.retries)
+        raise self.retry(exc=exc, countdown=countdown, max_retries=webhooks.max_retries) from exc
+
+
+@shared_task(bind=True, name=NOTIFY_REVIEW_TASK)
+def notify_review(self: Task, item_id: str, decision_id: str) -> None:
+    ctx = get_context(load_settings())
+    webhooks = ctx.settings.webhooks
+    try:
+        deliver_review(ctx.sessions, webhooks, uuid.UUID(item_id), uuid.UUID(decision_id))
+    except WebhookRefused as exc:
+        log.warning("review item %s: webhook refused: %s", item_id, exc)
+    except (WebhookFailed, *TRANSIENT) as exc:
+        if self.request.retries >= webhooks.max_retries:
+            log.warning("review item %s: webhook given up after %d retries: %s", item_id, self.request.retries, exc)
             return
         countdown = _backoff(ctx.settings.queue, self.request.retries)
         raise self.retry(exc=exc, countdown=countdown, max_retries=webhooks.max_retries) from exc
