@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
-from api import exports, health, jobs, keys, review, review_admin, ui
+from api import exports, health, jobs, keys, review, review_admin, review_stats, ui
 from api.errors import register_error_handlers
 from api.services import Services
 from broker import Publisher, create_celery
@@ -39,6 +39,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         with transaction(svc.sessions) as session:
             ensure_bootstrap_key(session, settings.server.bootstrap_api_key)
     register_error_handlers(app)
-    for blueprint in (health.bp, jobs.bp, exports.bp, review.bp, review_admin.bp, keys.bp, ui.bp):
+    for blueprint in (health.bp, jobs.bp, exports.bp, review.bp, review_admin.bp, review_stats.bp, keys.bp, ui.bp):
         app.register_blueprint(blueprint)
     return app
