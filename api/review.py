@@ -132,10 +132,12 @@ def list_items() -> dict:
 @bp.get("/counts")
 @requires(Role.reviewer)
 def counts() -> dict:
-    """What waits for the caller under the filter, in all and per reason."""
+    """What waits for the caller under the filter, in all and per reason, and who
+    the caller is (the page offers an admin's actions to admins only)."""
+    key = current_key()
     with services().sessions() as session:
-        total, reasons = review_queue.waiting_counts(session, review_queue.now(), current_key().id, queue_filter())
-    return {"waiting": total, "reasons": reasons}
+        total, reasons = review_queue.waiting_counts(session, review_queue.now(), key.id, queue_filter())
+    return {"waiting": total, "reasons": reasons, "you": {"name": key.name, "role": key.role}}
 
 
 @bp.get("/<uuid:item_id>")
