@@ -24,7 +24,7 @@ from sqlalchemy import ColumnElement, and_, exists, select
 from sqlalchemy.orm import Session
 
 from analysis.labels import EMOTION_LABELS
-from domain.review_queue import effective_status
+from domain.review_queue import status_at
 from models import ApiKey, Job, ReviewItem, ReviewStatus
 
 REVIEW_FILTERS = ("pending", "resolved")
@@ -59,19 +59,30 @@ def reviews_by_job(session: Session, job_ids: Iterable[uuid.UUID], at: datetime)
     if not ids:
         return found
     rows = session.execute(
-        select(ReviewItem, ApiKey.name)
+        # The columns it needs only: an item row also holds the segment's embedding.
+        select(
+            ReviewItem.id,
+            ReviewItem.job_id,
+            ReviewItem.segment_index,
+            ReviewItem.status,
+            ReviewItem.lease_expires_at,
+            ReviewItem.reasons,
+            ReviewItem.final_labels,
+            ReviewItem.resolved_at,
+            ApiKey.name,
+        )
         .outerjoin(ApiKey, ApiKey.id == ReviewItem.resolved_by)
         .where(ReviewItem.job_id.in_(ids))
     ).all()
-    for item, reviewer in rows:
-        resolved = item.status == ReviewStatus.resolved.value
-        found.setdefault(item.job_id, {})[item.segment_index] = SegmentReview(
-            item_id=item.id,
-            status=effective_status(item, at),
-            reasons=item.reasons,
-            labels=item.final_labels if resolved else None,
-            reviewer=reviewer if resolved else None,
-            resolved_at=item.resolved_at if resolved else None,
+    for row in rows:
+        resolved = row.status == ReviewStatus.resolved.value
+        found.setdefault(row.job_id, {})[row.segment_index] = SegmentReview(
+            item_id=row.id,
+            status=status_at(row.status, row.lease_expires_at, at),
+            reasons=row.reasons,
+            labels=row.final_labels if resolved else None,
+            reviewer=row.name if resolved else None,
+            resolved_at=row.resolved_at if resolved else None,
         )
     return found
 

@@ -146,11 +146,15 @@ def decided_by(reviewer: uuid.UUID) -> ColumnElement[bool]:
     )
 
 
-def effective_status(item: ReviewItem, at: datetime) -> str:
+def status_at(status: str, lease_expires_at: datetime | None, at: datetime) -> str:
     """An expired lease reads as pending, before any sweep has touched the row."""
-    if item.status == ReviewStatus.claimed.value and item.lease_expires_at and item.lease_expires_at < at:
+    if status == ReviewStatus.claimed.value and lease_expires_at and lease_expires_at < at:
         return ReviewStatus.pending.value
-    return item.status
+    return status
+
+
+def effective_status(item: ReviewItem, at: datetime) -> str:
+    return status_at(item.status, item.lease_expires_at, at)
 
 
 def listing(status: str | None, at: datetime, viewer: uuid.UUID, queue: QueueFilter | None = None) -> Select:

@@ -257,3 +257,27 @@ def test_an_item_comes_with_its_evidence(client, keys, sessions, store):
     assert client.get(f"/v1/review-items/{item_id}", headers=keys["reviewer2"]).get_json()["held_by_you"] is False
     assert client.get(f"/v1/review-items/{uuid.uuid4()}", headers=keys["reviewer"]).status_code == 404
     assert client.get(f"/v1/review-items/{item_id}", headers=keys["submitter"]).status_code == 403
+
+
+def test_who_may_call_what(client, keys, sessions):
+    item_id = make_review_item(sessions, key_id(sessions, "submitter"))
+    routes = [
+        ("get", "/v1/review-items/counts"),
+        ("get", f"/v1/review-items/{item_id}"),
+        ("get", f"/v1/review-items/{item_id}/history"),
+        ("post", f"/v1/review-items/{item_id}/played"),
+        ("post", f"/v1/review-items/{item_id}/adjudicate"),
+        ("post", f"/v1/review-items/{item_id}/correct"),
+        ("post", f"/v1/review-items/{item_id}/reopen"),
+        ("get", "/v1/review-stats"),
+    ]
+    admin_only = {"adjudicate", "correct", "reopen", "review-stats"}
+    for method, path in routes:
+        call = getattr(client, method)
+        assert call(path).status_code == 401, path
+        assert call(path, headers=keys["submitter"]).status_code == 403, path
+        as_reviewer = call(path, headers=keys["reviewer"], json={"scope": "segment"})
+        if path.rsplit("/", 1)[-1] in admin_only:
+            assert as_reviewer.status_code == 403, path
+        else:
+            assert as_reviewer.status_code in (200, 204), (path, as_reviewer.get_json())

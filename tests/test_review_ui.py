@@ -424,7 +424,8 @@ def test_a_reviewer_clears_50_items_with_the_keyboard_alone(live_server, page, k
         page.keyboard.press("Enter")
     expect(page.locator("#status")).to_contain_text("Nothing more is waiting for you")
     expect(item).to_be_hidden()
-    assert page.evaluate("document.activeElement.id") in ("claim-next", "queue-heading")
+    assert page.evaluate("document.activeElement.id") in ("claim-next", "queue-heading")  # never <body> …
+    expect(page.get_by_role("button", name="Claim next")).to_be_focused()  # … and then ready for N / Enter
     assert resolved_items(client, keys["admin"]) == {i: [label] for i, label in chosen.items()}
 
     # The app's own time per item: Enter → the next item on screen with focus on its labels (User Timing).
@@ -655,4 +656,4 @@ def test_an_expired_lease_is_shown_and_resolving_then_fails_clearly(
         expect(page.locator("#status")).to_contain_text("claim the item first (or your lease expired)")
         expect(page.locator("#queue > li")).to_have_count(1)
         expect(page.locator("#queue > li").first).to_have_attribute("data-id", str(item_id))
-        assert page.evaluate("document.activeElement.tagName") != "BODY"
+        expect(page.get_by_role("button", name="Claim next")).to_be_focused()  # not <body>

@@ -72,7 +72,7 @@
   // The held item's player: one wavesurfer per item; each scope's audio is fetched once.
   const player = {
     ws: null, regions: null, scope: null, clipStart: 0, clips: new Map(), ticket: 0, focus: null,
-    played: new Set(), playing: null, pxPerSec: 0, itemShownAt: 0,
+    played: new Set(), pxPerSec: 0, itemShownAt: 0,
   };
   const chart = { plot: null, line: null };
 
@@ -380,6 +380,7 @@
     if (!state.admin) sessionStorage.removeItem(HELD_STORE);
     state.admin = false;
     showItem(null);
+    focusQueue(); // the focused label just disappeared: focus must not fall to <body>
   }
 
   // ---------- the held item ----------
@@ -711,7 +712,6 @@
     player.scope = null;
     player.clipStart = 0;
     player.pxPerSec = 0;
-    player.playing = null;
     ui.waveform.replaceChildren();
     ui.audioMode.textContent = "";
     ui.playTime.textContent = "—";
@@ -751,14 +751,8 @@
     player.regions = player.ws.registerPlugin(WaveSurfer.Regions.create());
     player.ws.registerPlugin(WaveSurfer.Zoom.create({ scale: 0.25, maxZoom: 2000 }));
     player.ws.on("timeupdate", (t) => showTime(t));
-    player.ws.on("play", () => {
-      recordPlayed(player.playing || player.scope);
-      updatePlayerButtons();
-    });
-    player.ws.on("pause", () => {
-      player.playing = null;
-      updatePlayerButtons();
-    });
+    player.ws.on("play", updatePlayerButtons);
+    player.ws.on("pause", updatePlayerButtons);
     player.ws.on("finish", updatePlayerButtons);
     player.ws.on("zoom", (px) => {
       player.pxPerSec = px;
@@ -854,7 +848,10 @@
     const clipTime = Math.min(Math.max(0, t - player.clipStart), duration || 0);
     player.ws.setTime(clipTime);
     showTime(clipTime);
-    if (play) player.ws.play();
+    if (play) {
+      recordPlayed(player.scope);
+      player.ws.play();
+    }
   }
 
   function recordPlayed(scope) {
@@ -868,7 +865,7 @@
     const item = state.held;
     if (!item || !player.ws) return;
     if (!(await loadScope(item, scope)) || state.held !== item) return;
-    player.playing = label;
+    recordPlayed(label);
     player.ws.play(from(), to ? to() : undefined).catch((error) => {
       if (error.name !== "AbortError") audioNote(`Could not play: ${error.message}`, "error");
     });
@@ -882,6 +879,7 @@
       playSegment();
       return;
     }
+    if (!player.ws.isPlaying()) recordPlayed(player.scope);
     player.ws.playPause();
   }
 
@@ -971,9 +969,13 @@
         showStatus(message, "success");
       } catch (error) {
         report(error, "Could not resolve: ");
+        // The item is no longer this reviewer's (lease gone, decided elsewhere): back to the queue, which
+        // says what happened, rather than straight into another item.
         if (error instanceof ApiError && ["not_claimed", "already_resolved", "awaiting_adjudication"].includes(error.code)) {
           dropHeld();
-        } else return;
+          await refreshQueue().catch(report);
+        }
+        return;
       }
       if (await takeNext(message)) performance.measure("emoq:next-item", "emoq:resolve");
       else await refreshQueue().catch(report);
