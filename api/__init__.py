@@ -6,7 +6,20 @@ from __future__ import annotations
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
-from api import batch_results, batches, exports, health, inputs, jobs, keys, metrics, review, ui
+from api import (
+    batch_results,
+    batches,
+    exports,
+    health,
+    inputs,
+    jobs,
+    keys,
+    metrics,
+    review,
+    review_admin,
+    review_stats,
+    ui,
+)
 from api.errors import outage, register_error_handlers
 from api.services import Services
 from broker import Publisher, create_celery
@@ -52,6 +65,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         jobs.bp,
         exports.bp,
         review.bp,
+        review_admin.bp,
+        review_stats.bp,
         keys.bp,
         ui.bp,
         batches.bp,

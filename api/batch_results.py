@@ -25,7 +25,7 @@ from api import params
 from api.auth import requires
 from api.batches import visible_batch
 from api.errors import Problem
-from api.exports import CSV_COLUMNS, csv_line, csv_value, recording_row
+from api.exports import RECORDING_COLUMNS, csv_line, csv_value, recording_row
 from api.services import services
 from models import EMOTION_LABELS, Job, Result, Role
 
@@ -147,7 +147,7 @@ def batch_results(batch_id: uuid.UUID) -> Response:
         name = batch.name
         # Mono recordings without named roles are analysed as one 'speaker'.
         roles = list(batch.channel_roles or ["speaker"])
-    columns = list(CSV_COLUMNS) + role_columns(roles) if kind == "recording" else list(SEGMENT_COLUMNS)
+    columns = list(RECORDING_COLUMNS) + role_columns(roles) if kind == "recording" else list(SEGMENT_COLUMNS)
     query = (
         select(Job, Result)
         .outerjoin(Result, Result.job_id == Job.id)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import re
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
 from flask import Blueprint, Response, current_app, request, url_for
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from analysis.probe import MAX_CHANNELS
 from api import params
@@ -22,7 +24,7 @@ from api.intake import JobFields, backpressure, create_upload_job
 from api.pagination import next_cursor, page
 from api.services import services
 from api.uploads import receive
-from domain import erasure
+from domain import erasure, review_outcome
 from domain.network import is_http_url, names_private_host, private_address
 from models import EMOTION_LABELS, Job, JobStatus, Result, Role
 from models.db import transaction
@@ -187,7 +189,8 @@ def result_body(result: Result) -> dict:
     }
 
 
-def job_body(job: Job, result: Result | None, *, full: bool) -> dict:
+def job_body(job: Job, result: Result | None, *, full: bool, reviews: review_outcome.Reviews | None = None) -> dict:
+    """``reviews``: the job's review items by segment; their human answers join the result (domain.review_outcome)."""
     body: dict[str, Any] = {
         "id": str(job.id),
         "status": job.status,
@@ -219,12 +222,19 @@ def job_body(job: Job, result: Result | None, *, full: bool) -> dict:
         else None,
     }
     if result is not None:
+        reviewed = review_outcome.with_reviews(result_body(result), reviews or {})
         if full:
-            body["result"] = result_body(result)
+            body["result"] = reviewed
         else:
             body["primary"] = {"label": result.primary_label, "confidence": result.primary_confidence}
+            body["final"] = reviewed["final"]
             body["flags"] = result.flags
+        body["review"] = review_outcome.review_summary(reviews or {})
     return body
+
+
+def _reviews(session: Session, jobs: list[Job]) -> dict[uuid.UUID, review_outcome.Reviews]:
+    return review_outcome.reviews_by_job(session, [j.id for j in jobs], datetime.now(UTC))
 
 
 @bp.get("/<uuid:job_id>")
@@ -233,7 +243,7 @@ def get_job(job_id: uuid.UUID) -> dict:
     params.only()
     with services().sessions() as session:
         job, result = _visible_job(session, job_id)
-        return job_body(job, result, full=True)
+        return job_body(job, result, full=True, reviews=_reviews(session, [job]).get(job.id))
 
 
 @bp.delete("/<uuid:job_id>")
@@ -289,7 +299,7 @@ def get_frames(job_id: uuid.UUID, index: int) -> Response:
 @requires(Role.submitter, Role.reviewer)
 def list_jobs() -> dict:
     svc = services()
-    params.only(query=("status", "external_id", "limit", "cursor"))
+    params.only(query=("status", "external_id", "review", "limit", "cursor"))
     query = select(Job).where(Job.deleted_at.is_(None))
     status = request.args.get("status")
     if status:
@@ -298,6 +308,11 @@ def list_jobs() -> dict:
         query = query.where(Job.status == status)
     if external_id := optional_text("external_id", request.args.get("external_id"), 200):
         query = query.where(Job.external_id == external_id)
+    if request.args.get("review"):
+        try:
+            query = query.where(review_outcome.job_filter(request.args["review"]))
+        except ValueError as exc:
+            raise Problem(400, "invalid_review", str(exc)) from None
     if current_key().role == Role.submitter.value:
         query = query.where(Job.submitter_id == current_key().id)
     query, limit = page(query, Job.created_at, Job.id, svc.settings.server.page_size_max)
@@ -306,5 +321,6 @@ def list_jobs() -> dict:
         results = {
             r.job_id: r for r in session.scalars(select(Result).where(Result.job_id.in_([j.id for j in jobs[:limit]])))
         }
-        items = [job_body(j, results.get(j.id), full=False) for j in jobs[:limit]]
+        reviews = _reviews(session, list(jobs[:limit]))
+        items = [job_body(j, results.get(j.id), full=False, reviews=reviews.get(j.id)) for j in jobs[:limit]]
     return {"items": items, "next_cursor": next_cursor(jobs, limit)}

@@ -1,19 +1,25 @@
-"""The review queue over HTTP; its rules (leases, claims, resolution) are ``domain.review_queue``."""
+"""The review queue over HTTP; its rules (leases, claims, double review,
+blinding, history) are ``domain.review_queue``."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import get_args
 
 from flask import Blueprint, Response, request
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from analysis.labels import EMOTION_LABELS
 from api import segment_audio
 from api.auth import current_key, requires
 from api.errors import Problem, problem_response
 from api.inputs import clean_text
 from api.pagination import next_cursor, page
+from api.review_bodies import evidence, item_body
 from api.services import services
+from config.settings import ReviewFlag
 from domain import review_queue
 from models import Job, Result, ReviewItem, Role
 from models.db import transaction
@@ -25,39 +31,81 @@ _STATUS = {
     review_queue.QueueEmpty: 404,
     review_queue.AlreadyClaimed: 409,
     review_queue.AlreadyResolved: 409,
+    review_queue.AlreadyDecided: 409,
+    review_queue.AwaitingAdjudication: 409,
     review_queue.NotClaimed: 409,
+    review_queue.NotInDisagreement: 409,
+    review_queue.NotResolved: 409,
     review_queue.InvalidLabel: 400,
 }
+FLAGS = get_args(ReviewFlag)
 
 
-@bp.errorhandler(review_queue.ReviewRefused)
+# App-wide: the admin's review routes (api.review_admin) raise them too.
+@bp.app_errorhandler(review_queue.ReviewRefused)
 def _refused(exc: review_queue.ReviewRefused) -> Response:
     return problem_response(_STATUS.get(type(exc), 409), exc.code, exc.message)
 
 
-def item_body(item: ReviewItem, now: datetime) -> dict:
-    return {
-        "id": str(item.id),
-        "job_id": str(item.job_id),
-        "status": review_queue.effective_status(item, now),
-        "reasons": item.reasons,
-        "reason_details": item.reason_details,
-        "segment": {
-            "index": item.segment_index,
-            "start": item.start_seconds,
-            "end": item.end_seconds,
-            "role": item.channel_role,
-        },
-        "domain": item.domain,
-        "model_label": item.model_label,
-        "model_scores": item.model_scores,
-        "claimed_by": item.claimed_by and str(item.claimed_by),
-        "lease_expires_at": item.lease_expires_at and item.lease_expires_at.isoformat(),
-        "resolved_label": item.resolved_label,
-        "note": item.note,
-        "created_at": item.created_at.isoformat(),
-        "resolved_at": item.resolved_at and item.resolved_at.isoformat(),
-    }
+def _viewer() -> tuple[uuid.UUID, bool]:
+    key = current_key()
+    return key.id, key.role == Role.admin.value
+
+
+def when_arg(name: str) -> datetime | None:
+    value = request.args.get(name)
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise Problem(400, f"invalid_{name}", f"{name} must be an ISO 8601 date or time") from None
+
+
+def queue_filter() -> review_queue.QueueFilter:
+    """``reason`` (repeatable or comma-separated), ``domain``, ``since``/``until`` (created), ``job_id``, ``external_id``."""
+    reasons = tuple(r for value in request.args.getlist("reason") for r in value.split(",") if r)
+    if unknown := [r for r in reasons if r not in FLAGS]:
+        raise Problem(400, "invalid_reason", f"unknown reason(s) {unknown}; reasons are {list(FLAGS)}")
+    job_id = request.args.get("job_id") or None
+    try:
+        job = uuid.UUID(job_id) if job_id else None
+    except ValueError:
+        raise Problem(400, "invalid_job_id", "job_id must be a job's id (a UUID)") from None
+    return review_queue.QueueFilter(
+        reasons=reasons,
+        domain=request.args.get("domain") or None,
+        since=when_arg("since"),
+        until=when_arg("until"),
+        job_id=job,
+        external_id=request.args.get("external_id") or None,
+    )
+
+
+def body_of(session: Session, item: ReviewItem, at: datetime, *, with_evidence: bool = False) -> dict:
+    viewer, admin = _viewer()
+    decisions = review_queue.decisions_of(session, [item.id]).get(item.id, [])
+    return item_body(
+        item,
+        at,
+        viewer=viewer,
+        admin=admin,
+        decisions=decisions,
+        evidence=evidence(session, item) if with_evidence else None,
+    )
+
+
+def announce(session: Session, outcome: review_queue.Outcome) -> uuid.UUID | None:
+    """The decision to announce once committed: a final answer on a job with a callback."""
+    if not outcome.resolved:
+        return None
+    callback = session.scalar(select(Job.callback_url).where(Job.id == outcome.item.job_id))
+    return outcome.decision.id if callback else None
+
+
+def publish_announcement(item_id: uuid.UUID, decision_id: uuid.UUID | None) -> None:
+    if decision_id is not None:
+        services().publisher.review_resolved(item_id, decision_id)
 
 
 @bp.get("")
@@ -65,14 +113,42 @@ def item_body(item: ReviewItem, now: datetime) -> dict:
 def list_items() -> dict:
     svc = services()
     now = review_queue.now()
+    viewer, admin = _viewer()
     try:
-        query = review_queue.listing(request.args.get("status"), now)
+        query = review_queue.listing(request.args.get("status"), now, viewer, queue_filter())
     except ValueError as exc:
         raise Problem(400, "invalid_status", str(exc)) from None
     query, limit = page(query, ReviewItem.created_at, ReviewItem.id, svc.settings.server.page_size_max)
     with svc.sessions() as session:
         items = session.scalars(query).all()
-        return {"items": [item_body(i, now) for i in items[:limit]], "next_cursor": next_cursor(items, limit)}
+        decisions = review_queue.decisions_of(session, [i.id for i in items[:limit]])
+        return {
+            "items": [
+                item_body(i, now, viewer=viewer, admin=admin, decisions=decisions.get(i.id, [])) for i in items[:limit]
+            ],
+            "next_cursor": next_cursor(items, limit),
+        }
+
+
+@bp.get("/counts")
+@requires(Role.reviewer)
+def counts() -> dict:
+    """What waits for the caller under the filter, in all and per reason, and who
+    the caller is (the page offers an admin's actions to admins only)."""
+    key = current_key()
+    with services().sessions() as session:
+        total, reasons = review_queue.waiting_counts(session, review_queue.now(), key.id, queue_filter())
+    return {"waiting": total, "reasons": reasons, "you": {"name": key.name, "role": key.role}}
+
+
+@bp.get("/<uuid:item_id>")
+@requires(Role.reviewer)
+def get_item(item_id: uuid.UUID) -> dict:
+    with services().sessions() as session:
+        item = session.get(ReviewItem, item_id)
+        if item is None:
+            raise Problem(404, "review_item_not_found", f"no review item {item_id}")
+        return body_of(session, item, review_queue.now(), with_evidence=True)
 
 
 def _lease_seconds() -> int:
@@ -84,30 +160,45 @@ def _lease_seconds() -> int:
 def claim(item_id: uuid.UUID) -> dict:
     now = review_queue.now()
     with transaction(services().sessions) as session:
-        return item_body(review_queue.claim(session, item_id, current_key().id, _lease_seconds(), now), now)
+        item = review_queue.claim(session, item_id, current_key().id, _lease_seconds(), now)
+        return body_of(session, item, now, with_evidence=True)
 
 
 @bp.post("/claim-next")
 @requires(Role.reviewer)
 def claim_next() -> dict:
+    """The first item by priority within the filter (the listing's query parameters)."""
     now = review_queue.now()
+    queue = queue_filter()
     with transaction(services().sessions) as session:
-        return item_body(review_queue.claim_next(session, current_key().id, _lease_seconds(), now), now)
+        item = review_queue.claim_next(session, current_key().id, _lease_seconds(), now, queue)
+        return body_of(session, item, now, with_evidence=True)
+
+
+def decision_input() -> tuple[list[object], str | None]:
+    """``{"label": ...}`` or ``{"labels": [first, second]}`` (a dual emotion), and an optional ``note``."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise Problem(400, "invalid_json", 'send a JSON object {"labels": [...], "note": ...}')
+    labels = body.get("labels", [body["label"]] if "label" in body else None)
+    if not isinstance(labels, list):
+        raise Problem(400, "invalid_label", f"give labels: a list of one or two of {list(EMOTION_LABELS)}")
+    note = body.get("note")
+    if note is not None:
+        clean_text("note", note, 4000, multiline=True)  # NUL, control characters, length: 400 with a code
+    return labels, note
 
 
 @bp.post("/<uuid:item_id>/resolve")
 @requires(Role.reviewer)
 def resolve(item_id: uuid.UUID) -> dict:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise Problem(400, "invalid_json", 'send a JSON object {"label": ..., "note": ...}')
-    note = body.get("note")
-    if note is not None:
-        clean_text("note", note, 4000, multiline=True)
+    labels, note = decision_input()
     now = review_queue.now()
     with transaction(services().sessions) as session:
-        item = review_queue.resolve(session, item_id, current_key().id, str(body.get("label")), note, now)
-        return item_body(item, now)
+        outcome = review_queue.decide(session, item_id, current_key().id, labels, note, now)
+        body, announced = body_of(session, outcome.item, now), announce(session, outcome)
+    publish_announcement(item_id, announced)
+    return body
 
 
 @bp.post("/<uuid:item_id>/release")
@@ -115,7 +206,26 @@ def resolve(item_id: uuid.UUID) -> dict:
 def release(item_id: uuid.UUID) -> dict:
     now = review_queue.now()
     with transaction(services().sessions) as session:
-        return item_body(review_queue.release(session, item_id, current_key().id), now)
+        return body_of(session, review_queue.release(session, item_id, current_key().id, now), now)
+
+
+@bp.post("/<uuid:item_id>/played")
+@requires(Role.reviewer)
+def played(item_id: uuid.UUID) -> tuple[str, int]:
+    """The page says a reviewer started playing (``{"scope": "segment|call|other|focus"}``): kept in the history."""
+    body = request.get_json(silent=True)
+    scope = str(body.get("scope")) if isinstance(body, dict) else ""
+    with transaction(services().sessions) as session:
+        review_queue.record_played(session, item_id, current_key().id, scope, review_queue.now())
+    return "", 204
+
+
+@bp.get("/<uuid:item_id>/history")
+@requires(Role.reviewer)
+def history(item_id: uuid.UUID) -> dict:
+    viewer, admin = _viewer()
+    with services().sessions() as session:
+        return {"item_id": str(item_id), "events": review_queue.history(session, item_id, viewer, admin)}
 
 
 def _channel(value: object) -> int:
@@ -128,12 +238,25 @@ def _channel(value: object) -> int:
         raise Problem(422, "audio_unavailable", f"the segment's channel {value!r} is not a channel number") from None
 
 
+def _other_channel(channel: int, channels: int | None) -> int:
+    if channels == 1:
+        raise Problem(422, "no_other_channel", "the recording has one channel only")
+    # Stereo calls have one other side; beyond two channels, the first that is not the segment's.
+    return 1 if channel == 0 else 0
+
+
 @bp.get("/<uuid:item_id>/audio")
 @requires(Role.reviewer)
 def audio(item_id: uuid.UUID) -> Response:
-    """The item's segment with a second of context each side, on its own channel only,
-    as 16 kHz 16-bit mono WAV. No database connection is held while it is cut."""
+    """16 kHz 16-bit mono WAV of one channel: ``scope=segment`` (default) the
+    segment with a second of context each side; ``call`` the segment's channel
+    over the whole call (at most ``EMOQ_REVIEW_CALL_AUDIO_SECONDS``, centred on
+    the segment); ``other`` the other channel over the same stretch. No
+    database connection is held while it is cut."""
     svc = services()
+    scope = request.args.get("scope", "segment")
+    if scope not in ("segment", "call", "other"):
+        raise Problem(400, "invalid_scope", "scope must be segment, call or other")
     with svc.sessions() as session:
         row = session.execute(
             select(
@@ -153,26 +276,37 @@ def audio(item_id: uuid.UUID) -> Response:
         raise Problem(404, "review_item_not_found", f"no review item {item_id}")
     start, end, object_key, recording_seconds, channels, channel_value = row
     channel = _channel(channel_value)
+    if scope == "other":
+        channel = _other_channel(channel, channels)
     if channel < 0 or (channels is not None and channel >= channels):
         raise Problem(422, "audio_unavailable", f"the recording has no channel {channel}")
+    if scope == "segment":
+        clip_start, seconds = segment_audio.window(start, end, recording_seconds, segment_audio.CONTEXT_SECONDS)
+    else:
+        clip_start, seconds = segment_audio.call_window(
+            start, end, recording_seconds, svc.settings.review.call_audio_seconds
+        )
     try:
-        clip = segment_audio.segment_clip(
+        clip = segment_audio.recording_clip(
             svc.store,
             object_key=object_key,
-            start=start,
-            end=end,
+            start=clip_start,
+            seconds=seconds,
             channel=channel,
-            recording_seconds=recording_seconds,
             work_dir=svc.settings.storage.work_dir,
             ffmpeg=svc.settings.storage.ffmpeg_exe(),
         )
     except segment_audio.RecordingMissing as exc:
         raise Problem(404, "recording_missing", str(exc)) from exc
     except segment_audio.AudioUnavailable as exc:
-        raise Problem(422, "audio_unavailable", f"the segment could not be cut from the recording: {exc}") from exc
+        raise Problem(422, "audio_unavailable", f"the audio could not be cut from the recording: {exc}") from exc
     response = Response(clip.wav, mimetype="audio/wav")
+    # Where the clip starts in the recording (the page places the segment and the chart by it).
     response.headers["X-Emoq-Segment-Start"] = str(round(clip.start, 6))
-    response.headers["X-Emoq-Context-Seconds"] = str(segment_audio.CONTEXT_SECONDS)
-    response.headers["Content-Disposition"] = f'inline; filename="review-{item_id}.wav"'
+    response.headers["X-Emoq-Channel"] = str(channel)
+    response.headers["X-Emoq-Scope"] = scope
+    if scope == "segment":
+        response.headers["X-Emoq-Context-Seconds"] = str(segment_audio.CONTEXT_SECONDS)
+    response.headers["Content-Disposition"] = f'inline; filename="review-{item_id}-{scope}.wav"'
     response.headers["Cache-Control"] = "private, no-store"  # a customer's voice
     return response

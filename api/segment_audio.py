@@ -1,6 +1,9 @@
-"""A review item's segment as a short WAV a reviewer can listen to: one channel
-(a stereo call's customer side never carries the agent), 16 kHz 16-bit mono,
-with a little context on each side, clamped to the recording.
+"""A review item's audio as a WAV a reviewer can listen to: one channel (a
+stereo call's customer side never carries the agent), 16 kHz 16-bit mono.
+The segment comes with a little context on each side; "the whole call" is
+the call around the segment, up to a cap (a reviewer's browser decodes it
+whole), on the segment's channel or the other one. Always clamped to the
+recording.
 
 The recording is downloaded into a temporary folder under ``work_dir`` and cut
 with ffmpeg; the folder is removed whatever happens. ffmpeg writes raw PCM and
@@ -50,6 +53,17 @@ def window(start: float, end: float, recording_seconds: float | None, context: f
     return clip_start, max(0.0, clip_end - clip_start)
 
 
+def call_window(start: float, end: float, recording_seconds: float | None, max_seconds: float) -> tuple[float, float]:
+    """(clip start, clip length): the whole recording when it fits in ``max_seconds``,
+    else ``max_seconds`` centred on the segment and shifted to stay inside the recording."""
+    if recording_seconds is not None and 0 < recording_seconds <= max_seconds:
+        return 0.0, recording_seconds
+    clip_start = max(0.0, (start + end) / 2 - max_seconds / 2)
+    if recording_seconds is not None and recording_seconds > 0:
+        clip_start = max(0.0, min(clip_start, recording_seconds - max_seconds))
+    return clip_start, max_seconds
+
+
 def cut(path: Path, *, ffmpeg: str, start: float, seconds: float, channel: int, timeout: float) -> bytes:
     """One channel of ``path`` from ``start`` for ``seconds``, as a 16 kHz 16-bit mono WAV."""
     if not 0 <= channel <= MAX_CHANNEL:
@@ -87,20 +101,17 @@ def cut(path: Path, *, ffmpeg: str, start: float, seconds: float, channel: int, 
     return buffer.getvalue()
 
 
-def segment_clip(
+def recording_clip(
     store: ObjectStore,
     *,
     object_key: str,
     start: float,
-    end: float,
+    seconds: float,
     channel: int,
-    recording_seconds: float | None,
     work_dir: Path,
     ffmpeg: str,
-    context: float = CONTEXT_SECONDS,
     timeout: float = FFMPEG_TIMEOUT_SECONDS,
 ) -> Clip:
-    clip_start, seconds = window(start, end, recording_seconds, context)
     work_dir.mkdir(parents=True, exist_ok=True)
     # A folder, not a file: the S3 client downloads to a ".part" file beside the target first.
     with tempfile.TemporaryDirectory(prefix="review-audio-", dir=work_dir) as tmp:
@@ -109,5 +120,5 @@ def segment_clip(
             store.download(object_key, path)
         except ObjectMissing as exc:
             raise RecordingMissing(f"the recording {object_key} is no longer in storage") from exc
-        wav = cut(path, ffmpeg=ffmpeg, start=clip_start, seconds=seconds, channel=channel, timeout=timeout)
-    return Clip(wav=wav, start=clip_start)
+        wav = cut(path, ffmpeg=ffmpeg, start=start, seconds=seconds, channel=channel, timeout=timeout)
+    return Clip(wav=wav, start=start)

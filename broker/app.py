@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from celery import Celery
 
-from broker.names import ANALYSE_TASK, BATCH_NOTIFY_TASK, MAINTENANCE_QUEUE, NOTIFY_TASK, RETENTION_TASK, SWEEP_TASK
+from broker.names import (
+    ANALYSE_TASK,
+    BATCH_NOTIFY_TASK,
+    MAINTENANCE_QUEUE,
+    NOTIFY_REVIEW_TASK,
+    NOTIFY_TASK,
+    RETENTION_TASK,
+    SWEEP_TASK,
+)
 from config.settings import QueueSettings
 
 
@@ -34,6 +42,7 @@ def create_celery(queue: QueueSettings, include: list[str] | None = None) -> Cel
             NOTIFY_TASK: {"queue": MAINTENANCE_QUEUE},
             RETENTION_TASK: {"queue": MAINTENANCE_QUEUE},
             BATCH_NOTIFY_TASK: {"queue": MAINTENANCE_QUEUE},
+            NOTIFY_REVIEW_TASK: {"queue": MAINTENANCE_QUEUE},
         },
         beat_schedule={
             "sweep-stale-jobs": {"task": SWEEP_TASK, "schedule": float(queue.sweep_interval_seconds)},

@@ -15,7 +15,7 @@ from celery import Celery
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from broker.names import ANALYSE_TASK, BATCH_NOTIFY_TASK, NOTIFY_TASK
+from broker.names import ANALYSE_TASK, BATCH_NOTIFY_TASK, NOTIFY_REVIEW_TASK, NOTIFY_TASK
 from models import Job
 from models.db import transaction
 
@@ -52,3 +52,13 @@ class Publisher:
     def batch_finished(self, batch_id: uuid.UUID) -> None:
         """Queue the batch's one ``batch.finished`` webhook."""
         self.celery.send_task(BATCH_NOTIFY_TASK, args=[str(batch_id)])
+
+    def review_resolved(self, item_id: uuid.UUID, decision_id: uuid.UUID) -> bool:
+        """Queue the ``review.resolved`` webhook of one decision; False (logged)
+        when the broker refused: the decision is saved, only its announcement is lost."""
+        try:
+            self.celery.send_task(NOTIFY_REVIEW_TASK, args=[str(item_id), str(decision_id)])
+        except Exception as exc:  # any broker error
+            log.warning("could not queue the review.resolved webhook of item %s: %s", item_id, exc)
+            return False
+        return True

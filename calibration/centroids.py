@@ -110,12 +110,16 @@ def _stack(vectors: list) -> np.ndarray:
 
 
 def labelled_from_reviews(session: Session, domain: str | None = None, *, model_id: str | None = None) -> LabelledSet:
-    """Resolved review items, oldest first (a fixed order keeps seeded splits
-    reproducible). ``model_id`` keeps embeddings of one model only: another
-    model's embedding space would make the centroids meaningless."""
+    """Resolved review items with their final (first) label, oldest first (a
+    fixed order keeps seeded splits reproducible). Resolved means single-reviewed,
+    agreed by two reviewers, adjudicated or corrected: an item still waiting for a
+    second reviewer or for adjudication teaches nothing. ``model_id`` keeps
+    embeddings of one model only: another model's embedding space would make
+    the centroids meaningless."""
+    label = ReviewItem.final_labels[1]  # PostgreSQL arrays count from 1
     query = (
-        select(ReviewItem.embedding, ReviewItem.resolved_label, ReviewItem.domain)
-        .where(ReviewItem.status == ReviewStatus.resolved.value, ReviewItem.resolved_label.is_not(None))
+        select(ReviewItem.embedding, label.label("label"), ReviewItem.domain)
+        .where(ReviewItem.status == ReviewStatus.resolved.value, label.is_not(None))
         .order_by(ReviewItem.resolved_at, ReviewItem.id)
     )
     if domain is not None:
@@ -123,7 +127,7 @@ def labelled_from_reviews(session: Session, domain: str | None = None, *, model_
     if model_id is not None:
         query = query.join(Result, Result.id == ReviewItem.result_id).where(Result.model_id == model_id)
     rows = session.execute(query).all()
-    return LabelledSet(_stack([r.embedding for r in rows]), [r.resolved_label for r in rows], [r.domain for r in rows])
+    return LabelledSet(_stack([r.embedding for r in rows]), [r.label for r in rows], [r.domain for r in rows])
 
 
 @dataclass(frozen=True)

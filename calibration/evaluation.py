@@ -111,19 +111,20 @@ def evaluate_reviewed(session: Session, review_flags: Collection[str]) -> dict:
     product reported. Flags are all the segment's flags where recorded (the
     reasons are only those that were review flags at the time), so another
     review-flag set can be tried on the same items."""
+    label = ReviewItem.final_labels[1]  # the final (first) label
     items = session.execute(
         select(
-            ReviewItem.resolved_label,
+            label.label("label"),
             ReviewItem.model_scores,
             ReviewItem.model_label,
             ReviewItem.reasons,
             ReviewItem.reason_details,
         )
-        .where(ReviewItem.status == ReviewStatus.resolved.value, ReviewItem.resolved_label.is_not(None))
+        .where(ReviewItem.status == ReviewStatus.resolved.value, label.is_not(None))
         .order_by(ReviewItem.resolved_at, ReviewItem.id)
     ).all()
     return evaluate(
-        [i.resolved_label for i in items],
+        [i.label for i in items],
         np.array([[i.model_scores[label] for label in LABELS] for i in items]).reshape(len(items), len(LABELS)),
         [i.model_label for i in items],
         [i.reason_details.get("flags", i.reasons) for i in items],

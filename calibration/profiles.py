@@ -39,14 +39,15 @@ def estimate_prior_shift(true_labels: list[str], raw_scores: np.ndarray, smoothi
 
 
 def build_profile(session: Session, domain: str, *, min_items: int) -> DomainProfile:
+    # Final answers only (single-reviewed, agreed, adjudicated or corrected); the first label of a dual emotion.
     rows = session.execute(
-        select(ReviewItem.resolved_label, ReviewItem.model_scores).where(
+        select(ReviewItem.final_labels[1].label("label"), ReviewItem.model_scores).where(
             ReviewItem.status == ReviewStatus.resolved.value, ReviewItem.domain == domain
         )
     ).all()
     if len(rows) < min_items:
         raise ProfileRefused(f"domain {domain!r} has {len(rows)} reviewed items; at least {min_items} are needed")
-    labels = [r.resolved_label for r in rows]
+    labels = [r.label for r in rows]
     raw = np.array([[r.model_scores[label] for label in EMOTION_LABELS] for r in rows])
     profile = DomainProfile(
         domain=domain,

@@ -196,7 +196,8 @@ class EnhancementSettings(BaseSettings):
 
 
 class ReviewSettings(BaseSettings):
-    """Which flags open a review item, and how long a reviewer's claim lasts."""
+    """Which flags open a review item, in which order people see them, how
+    many people decide one, and how long a reviewer's claim lasts."""
 
     model_config = _group("EMOQ_REVIEW_")
 
@@ -204,6 +205,12 @@ class ReviewSettings(BaseSettings):
     # Per-domain overrides as JSON, e.g. {"medical": ["fear_disgust_ambiguous", "low_snr"]}.
     flags: list[ReviewFlag] = ["fear_disgust_ambiguous", "dual_emotion", "low_confidence", "low_snr", "too_short"]
     flags_by_domain: dict[str, list[ReviewFlag]] = {}
+    # Share of new items that two different reviewers decide (quality control).
+    double_fraction: float = Field(0.1, ge=0.0, le=1.0)
+    # Reasons in queue order: an item takes the place of its first listed reason; unlisted reasons come last.
+    priority: list[ReviewFlag] = ["fear_disgust_ambiguous", "dual_emotion"]
+    # The longest stretch of a call a reviewer can load at once ("whole call", "other channel").
+    call_audio_seconds: float = Field(600.0, gt=0)
 
     def flags_for(self, domain: str | None) -> frozenset[str]:
         return frozenset(self.flags_by_domain.get(domain or "", self.flags))

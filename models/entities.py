@@ -34,9 +34,29 @@ class JobStatus(str, enum.Enum):
 
 
 class ReviewStatus(str, enum.Enum):
-    pending = "pending"
+    pending = "pending"  # waiting for a (first or second) decision
     claimed = "claimed"
+    resolved = "resolved"  # final: one decision, two that agree, an adjudication or a correction
+    disagreement = "disagreement"  # two decisions differ: waiting for an admin's adjudication
+
+
+class DecisionKind(str, enum.Enum):
+    review = "review"
+    adjudication = "adjudication"
+    correction = "correction"
+
+
+class ReviewEventKind(str, enum.Enum):
+    claimed = "claimed"
+    released = "released"
+    lease_expired = "lease_expired"
+    decided = "decided"
+    adjudicated = "adjudicated"
+    corrected = "corrected"
     resolved = "resolved"
+    disagreement = "disagreement"
+    reopened = "reopened"
+    audio_played = "audio_played"
 
 
 class BatchStatus(str, enum.Enum):
@@ -257,8 +277,9 @@ class ReviewItem(Base):
     __tablename__ = "review_items"
     __table_args__ = (
         CheckConstraint(f"status IN ({_values(ReviewStatus)})", name="status"),
+        CheckConstraint("required_decisions IN (1, 2)", name="required_decisions"),
         UniqueConstraint("result_id", "segment_index", name="uq_review_items_result_segment"),
-        Index("ix_review_items_queue", "status", "created_at"),
+        Index("ix_review_items_queue", "status", "priority", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -278,16 +299,71 @@ class ReviewItem(Base):
     # The label the product reported (after enhancement and quality rules).
     model_label: Mapped[str] = mapped_column(String(16), nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=ReviewStatus.pending.value)
+    # Chosen at creation (domain.review_routing): queue order (lower first) and how many people decide.
+    priority: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    required_decisions: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    # A reopened item starts a new round: only the current round's decisions count.
+    round: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     claimed_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id"))
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The final answer (one label, or two for a dual emotion) and who made it final, when.
+    final_labels: Mapped[list[str] | None] = mapped_column(ARRAY(String(16)))
     resolved_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id"))
-    resolved_label: Mapped[str | None] = mapped_column(String(16))
-    note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_column()
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     result: Mapped[Result] = relationship()
+
+
+class ReviewDecision(Base):
+    """One person's answer on a review item; never changed or deleted (a
+    correction is a new decision)."""
+
+    __tablename__ = "review_decisions"
+    __table_args__ = (
+        CheckConstraint(f"kind IN ({_values(DecisionKind)})", name="kind"),
+        CheckConstraint("cardinality(labels) IN (1, 2)", name="labels"),
+        # Double review needs two different people: one review decision per reviewer per round.
+        Index(
+            "uq_review_decisions_reviewer",
+            "item_id",
+            "round",
+            "reviewer_id",
+            unique=True,
+            postgresql_where=text("kind = 'review'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    item_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("review_items.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    round: Mapped[int] = mapped_column(Integer, nullable=False)
+    reviewer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id"), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    labels: Mapped[list[str]] = mapped_column(ARRAY(String(16)), nullable=False)
+    note: Mapped[str | None] = mapped_column(Text)
+    # When the reviewer's lease began (review decisions): claim → decision is the time it took.
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class ReviewEvent(Base):
+    """The item's history, append-only."""
+
+    __tablename__ = "review_events"
+    __table_args__ = (
+        CheckConstraint(f"kind IN ({_values(ReviewEventKind)})", name="kind"),
+        Index("ix_review_events_item", "item_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    item_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("review_items.id", ondelete="CASCADE"), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id"))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    details: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict)
 
 
 class AuditLog(Base):

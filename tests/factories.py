@@ -34,7 +34,10 @@ def make_job(sessions, store, data: bytes, submitter: uuid.UUID, **fields) -> Jo
     return job
 
 
-def make_review_item(sessions, submitter: uuid.UUID, *, label: str = "fearful", dim: int = 8) -> uuid.UUID:
+def make_review_item(
+    sessions, submitter: uuid.UUID, *, label: str = "fearful", dim: int = 8, job_fields: dict | None = None, **fields
+) -> uuid.UUID:
+    """A succeeded job with a result and one pending review item; ``fields`` go to the item, ``job_fields`` to the job."""
     scores = dict.fromkeys(EMOTION_LABELS, 0.0)
     scores.update(fearful=0.45, disgusted=0.40, neutral=0.15)
     with transaction(sessions) as session:
@@ -45,6 +48,7 @@ def make_review_item(sessions, submitter: uuid.UUID, *, label: str = "fearful", 
             submitter_id=submitter,
             status="succeeded",
             granularity="utterance",
+            **(job_fields or {}),
         )
         session.add(job)
         session.flush()
@@ -70,10 +74,13 @@ def make_review_item(sessions, submitter: uuid.UUID, *, label: str = "fearful", 
             result_id=result.id,
             embedding=[0.0] * dim,
             model_scores=scores,
-            model_label=label,
-            reasons=["fear_disgust_ambiguous"],
-            reason_details={},
-            status="pending",
+            **{
+                "model_label": label,
+                "reasons": ["fear_disgust_ambiguous"],
+                "reason_details": {},
+                "status": "pending",
+                **fields,
+            },
         )
         session.add(item)
         session.flush()

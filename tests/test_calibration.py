@@ -129,7 +129,7 @@ def insert_resolved(
                     reasons=flags[index],
                     reason_details={"flags": flags[index]},
                     status="resolved",
-                    resolved_label=label,
+                    final_labels=[label],
                     resolved_by=submitter,
                     resolved_at=func.now(),
                 )
@@ -248,6 +248,10 @@ def test_labelled_from_reviews_takes_resolved_items_of_the_asked_domain_and_mode
     insert_resolved(sessions, submitter, synthetic({"neutral": 4}, seed=7))
     insert_resolved(sessions, submitter, synthetic({"happy": 2}, seed=8), model_id="older-model")
     make_review_item(sessions, submitter, dim=DIM)  # pending: not a label yet
+    disputed = make_review_item(sessions, submitter, dim=DIM)
+    with transaction(sessions) as session:  # two reviewers disagreed, no adjudication yet: not a label either
+        item = session.get(ReviewItem, disputed)
+        item.status, item.final_labels = "disagreement", None
     with sessions() as session:
         everything = labelled_from_reviews(session)
         medical = labelled_from_reviews(session, "medical")

@@ -37,7 +37,7 @@ def test_analyse_reports_its_stage_timings_and_rows(engine, tmp_path):
     assert {s.role for s in analysis.segments} == {"agent", "customer"}
 
     flags = settings.review.flags_for(spec.domain)
-    result, review_items = result_values(analysis, flags, {}), review_item_values(analysis, spec, flags)
+    result, review_items = result_values(analysis, flags, {}), review_item_values(analysis, spec, settings.review)
     assert list(result["scores"]) == list(EMOTION_LABELS)
     assert len(result["segments"]) == len(analysis.segments)
     assert all(item["reasons"] for item in review_items)

@@ -42,7 +42,7 @@ def test_build_activate_and_read_back(sessions, keys):
         session.execute(
             update(ReviewItem)
             .where(ReviewItem.id.in_(items))
-            .values(status="resolved", resolved_label="disgusted", domain="customer_service")
+            .values(status="resolved", final_labels=["disgusted"], domain="customer_service")
         )
     with transaction(sessions) as session:
         with pytest.raises(ProfileRefused, match="4 reviewed items"):
@@ -66,7 +66,7 @@ def test_cli_builds_and_activates_a_profile(cli_env, sessions, keys, capsys):
         session.execute(
             update(ReviewItem)
             .where(ReviewItem.id.in_(items))
-            .values(status="resolved", resolved_label="angry", domain="medical")
+            .values(status="resolved", final_labels=["angry"], domain="medical")
         )
     assert main(["profile", "medical", "--min-items", "5"]) == 1
     assert "3 reviewed items" in capsys.readouterr().err

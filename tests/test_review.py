@@ -96,11 +96,17 @@ def test_claim_and_resolve(client, keys, sessions):
         f"/v1/review-items/{item_id}/resolve", json={"label": "disgusted", "note": "retching"}, headers=keys["reviewer"]
     )
     assert done.status_code == 200
-    assert done.get_json()["resolved_label"] == "disgusted" and done.get_json()["status"] == "resolved"
+    assert done.get_json()["final_labels"] == ["disgusted"] and done.get_json()["status"] == "resolved"
     again = client.post(f"/v1/review-items/{item_id}/resolve", json={"label": "fearful"}, headers=keys["reviewer"])
     assert again.status_code == 409 and again.get_json()["code"] == "already_resolved"
     resolved = client.get("/v1/review-items?status=resolved", headers=keys["reviewer"]).get_json()["items"]
-    assert [i["note"] for i in resolved] == ["retching"]
+    assert [i["final_labels"] for i in resolved] == [["disgusted"]]
+    decisions = client.get("/v1/review-items?status=resolved", headers=keys["admin"]).get_json()["items"][0][
+        "decisions"
+    ]
+    assert [(d["labels"], d["note"], d["reviewer"]["name"]) for d in decisions] == [
+        (["disgusted"], "retching", "reviewer")
+    ]
 
 
 def test_concurrent_claims_have_exactly_one_winner(app, keys, sessions):
@@ -229,3 +235,49 @@ def test_segment_audio_problems(client, keys, sessions, store):
     wrong = client.get(f"/v1/review-items/{no_such_channel}/audio", headers=keys["reviewer"])
     assert wrong.status_code == 422 and wrong.get_json()["code"] == "audio_unavailable"
     assert "channel" in wrong.get_json()["detail"]  # ffmpeg's own reason, e.g. "input channel #3 not available"
+
+
+def test_whole_call_and_other_channel_audio(settings, database, redis_client, store, keys, sessions):
+    from api import create_app
+
+    client = create_app(settings.override({"EMOQ_REVIEW_CALL_AUDIO_SECONDS": 2})).test_client()
+    submitter = key_id(sessions, "submitter")
+    item_id = make_recorded_review_item(
+        sessions, store, stereo_tones(), submitter, start=2.0, end=3.5, channel=1, recording_seconds=6.0, channels=2
+    )
+
+    def fetch(scope: str):
+        response = client.get(f"/v1/review-items/{item_id}/audio?scope={scope}", headers=keys["reviewer"])
+        assert response.status_code == 200, response.get_json()
+        samples, rate = sf.read(io.BytesIO(response.data), dtype="float32")
+        return response.headers, samples, rate
+
+    # The call, capped at 2 s here: centred on the segment (2.0–3.5 s), on the segment's own channel.
+    headers, samples, rate = fetch("call")
+    assert (headers["X-Emoq-Scope"], headers["X-Emoq-Channel"], float(headers["X-Emoq-Segment-Start"])) == (
+        "call", "1", 1.75,
+    )  # fmt: skip
+    assert "X-Emoq-Context-Seconds" not in headers
+    assert abs(len(samples) / rate - 2.0) < 0.02 and dominant_hz(samples, rate) == 1000.0
+    headers, samples, rate = fetch("other")  # the other side over the same stretch
+    assert (headers["X-Emoq-Channel"], float(headers["X-Emoq-Segment-Start"])) == ("0", 1.75)
+    assert dominant_hz(samples, rate) == 440.0
+
+    whole = client.get(f"/v1/review-items/{item_id}/audio?scope=call", headers=keys["reviewer"])
+    assert whole.status_code == 200
+    bad = client.get(f"/v1/review-items/{item_id}/audio?scope=everything", headers=keys["reviewer"])
+    assert bad.status_code == 400 and bad.get_json()["code"] == "invalid_scope"
+    mono = make_recorded_review_item(
+        sessions, store, wav_bytes(np.zeros(RATE, np.float32)), submitter, start=0.0, end=0.5, channel=0, channels=1
+    )
+    alone = client.get(f"/v1/review-items/{mono}/audio?scope=other", headers=keys["reviewer"])
+    assert alone.status_code == 422 and alone.get_json()["code"] == "no_other_channel"
+
+
+def test_the_call_window_fits_the_recording():
+    from api.segment_audio import call_window
+
+    assert call_window(100.0, 110.0, 300.0, 600.0) == (0.0, 300.0)  # the whole call fits
+    assert call_window(1000.0, 1010.0, 3600.0, 600.0) == (705.0, 600.0)  # centred on the segment
+    assert call_window(3590.0, 3600.0, 3600.0, 600.0) == (3000.0, 600.0)  # shifted to end with the call
+    assert call_window(10.0, 20.0, None, 600.0) == (0.0, 600.0)  # unknown length: ffmpeg stops at the end

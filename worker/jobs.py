@@ -152,7 +152,7 @@ def persist(
     redelivered job finds its result already there and changes nothing."""
     review_flags = ctx.settings.review.flags_for(spec.domain)
     values = result_values(analysis, review_flags, frame_keys)
-    items = review_item_values(analysis, spec, review_flags)
+    items = review_item_values(analysis, spec, ctx.settings.review)
     job_id = uuid.UUID(spec.job_id)
     with transaction(ctx.sessions) as session:
         job = session.get(Job, job_id, with_for_update=True)
@@ -175,7 +175,7 @@ def persist(
         for item in items:
             session.execute(
                 insert(ReviewItem)
-                .values(id=uuid.uuid4(), job_id=job_id, result_id=result_id, **item)
+                .values(job_id=job_id, result_id=result_id, **item)
                 .on_conflict_do_nothing(constraint="uq_review_items_result_segment")
             )
         job.succeed(

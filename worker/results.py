@@ -4,10 +4,13 @@ build exactly the same thing."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from analysis.labels import EMOTION_LABELS
 from analysis.pipeline import Analysis, JobSpec, quality_dict
+from config.settings import ReviewSettings
+from domain import review_routing
 
 
 def result_values(analysis: Analysis, review_flags: frozenset[str], frame_keys: dict[int, str]) -> dict[str, Any]:
@@ -46,15 +49,18 @@ def result_values(analysis: Analysis, review_flags: frozenset[str], frame_keys: 
     }
 
 
-def review_item_values(analysis: Analysis, spec: JobSpec, review_flags: frozenset[str]) -> list[dict[str, Any]]:
-    """One row per segment that a review flag puts in front of people (ids added at insert)."""
+def review_item_values(analysis: Analysis, spec: JobSpec, review: ReviewSettings) -> list[dict[str, Any]]:
+    """One row per segment that the review routing puts in front of people
+    (domain.review_routing: which, in what order, to how many)."""
     items = []
     for s in analysis.segments:
-        reasons = [f for f in s.decision.flags if f in review_flags]
-        if not reasons:
+        item_id = uuid.uuid4()
+        route = review_routing.route(item_id, s.decision.flags, spec.domain, review)
+        if route is None:
             continue
         items.append(
             {
+                "id": item_id,
                 "segment_index": s.index,
                 "start_seconds": s.start,
                 "end_seconds": s.end,
@@ -63,7 +69,9 @@ def review_item_values(analysis: Analysis, spec: JobSpec, review_flags: frozense
                 "embedding": [float(x) for x in s.embedding],
                 "model_scores": {k: float(v) for k, v in zip(EMOTION_LABELS, s.raw_scores)},
                 "model_label": s.decision.label,
-                "reasons": reasons,
+                "reasons": route.reasons,
+                "priority": route.priority,
+                "required_decisions": route.required_decisions,
                 "reason_details": {
                     "flags": s.decision.flags,
                     "enhancement": s.decision.details,

@@ -15,7 +15,15 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 from urllib3.exceptions import HTTPError
 
-from broker import ANALYSE_TASK, BATCH_NOTIFY_TASK, NOTIFY_TASK, RETENTION_TASK, SWEEP_TASK, Publisher
+from broker import (
+    ANALYSE_TASK,
+    BATCH_NOTIFY_TASK,
+    NOTIFY_REVIEW_TASK,
+    NOTIFY_TASK,
+    RETENTION_TASK,
+    SWEEP_TASK,
+    Publisher,
+)
 from config import load_settings
 from config.settings import QueueSettings
 from domain.retention import apply_retention
@@ -24,7 +32,7 @@ from worker.context import WorkerContext, get_context
 from worker.jobs import Delivery, fail_job, release_for_retry, run_job
 from worker.sweep import purge_idempotency_keys, sweep_stale_jobs
 from worker.telemetry import WEBHOOK_FAILURES
-from worker.webhooks import WebhookFailed, WebhookRefused, deliver, pending_callback
+from worker.webhooks import WebhookFailed, WebhookRefused, deliver, deliver_review, pending_callback
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +136,22 @@ def _announce(self: Task, ctx: WorkerContext, what: str, send: Callable[[], bool
         if self.request.retries >= webhooks.max_retries:
             WEBHOOK_FAILURES.labels("given_up").inc()
             log.warning("%s: webhook given up after %d retries: %s", what, self.request.retries, exc)
+            return
+        countdown = _backoff(ctx.settings.queue, self.request.retries)
+        raise self.retry(exc=exc, countdown=countdown, max_retries=webhooks.max_retries) from exc
+
+
+@shared_task(bind=True, name=NOTIFY_REVIEW_TASK)
+def notify_review(self: Task, item_id: str, decision_id: str) -> None:
+    ctx = get_context(load_settings())
+    webhooks = ctx.settings.webhooks
+    try:
+        deliver_review(ctx.sessions, webhooks, uuid.UUID(item_id), uuid.UUID(decision_id))
+    except WebhookRefused as exc:
+        log.warning("review item %s: webhook refused: %s", item_id, exc)
+    except (WebhookFailed, *TRANSIENT) as exc:
+        if self.request.retries >= webhooks.max_retries:
+            log.warning("review item %s: webhook given up after %d retries: %s", item_id, self.request.retries, exc)
             return
         countdown = _backoff(ctx.settings.queue, self.request.retries)
         raise self.retry(exc=exc, countdown=countdown, max_retries=webhooks.max_retries) from exc

@@ -1,9 +1,14 @@
-"""Webhooks: tell the submitter's endpoint when a job has finished.
+"""Webhooks: tell the submitter's endpoint when a job has finished
+(``job.finished``) and when a person has given a segment its final answer
+(``review.resolved``: one reviewer, two who agreed, an adjudication or a
+correction).
 
-The body is small (id, status, error, external_id, a link to the result); the
+The body is small (ids, status or labels, external_id, links); the
 receiver fetches the result with its API key. With ``EMOQ_WEBHOOK_SECRET`` set,
 ``X-Emoq-Signature: sha256=<hex HMAC of the body>`` lets it check the sender.
-Delivery is at-least-once: Celery retries with backoff until a 2xx answer."""
+Delivery is at-least-once: Celery retries with backoff until a 2xx answer.
+A job records its ``job.finished`` delivery; ``review.resolved`` deliveries
+are only logged (one job may have many)."""
 
 from __future__ import annotations
 
@@ -14,14 +19,16 @@ import uuid
 from datetime import UTC, datetime
 
 import urllib3
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import WebhookSettings
 from domain.network import private_address
-from models import Job, JobStatus
+from models import ApiKey, Job, JobStatus, ReviewDecision, ReviewItem, ReviewStatus
 from models.db import transaction
 
 EVENT = "job.finished"
+REVIEW_EVENT = "review.resolved"
 _FINISHED = (JobStatus.succeeded.value, JobStatus.failed.value)
 
 
@@ -94,6 +101,55 @@ def post(url: str, event: str, body: bytes, webhooks: WebhookSettings) -> str | 
     except urllib3.exceptions.HTTPError as exc:
         return f"{type(exc).__name__}: {exc}"
     return None if 200 <= response.status < 300 else f"HTTP {response.status}"
+
+
+def review_event_body(job: Job, item: ReviewItem, decision: ReviewDecision, reviewer: str) -> dict:
+    """The segment's final human answer as it stands, and the decision that made it so."""
+    return {
+        "event": REVIEW_EVENT,
+        "id": str(decision.id),
+        "job_id": str(job.id),
+        "external_id": job.external_id,
+        "review_item_id": str(item.id),
+        "segment": {
+            "index": item.segment_index,
+            "start": item.start_seconds,
+            "end": item.end_seconds,
+            "role": item.channel_role,
+        },
+        "labels": item.final_labels,
+        "model_label": item.model_label,
+        "decision": decision.kind,  # review (one reviewer or two who agreed), adjudication or correction
+        "reviewer": reviewer,
+        "resolved_at": item.resolved_at and item.resolved_at.isoformat(),
+        "links": {"job": f"/v1/jobs/{job.id}", "history": f"/v1/review-items/{item.id}/history"},
+    }
+
+
+def deliver_review(
+    sessions: sessionmaker[Session], webhooks: WebhookSettings, item_id: uuid.UUID, decision_id: uuid.UUID
+) -> bool:
+    """POST ``review.resolved`` once to the job's callback; raises WebhookFailed for a retry.
+    False when there is nothing to say: no callback, or the item was reopened meanwhile
+    (its next final answer is announced then)."""
+    with sessions() as session:
+        row = session.execute(
+            select(ReviewItem, ReviewDecision, Job, ApiKey.name)
+            .join(ReviewDecision, ReviewDecision.item_id == ReviewItem.id)
+            .join(Job, Job.id == ReviewItem.job_id)
+            .join(ApiKey, ApiKey.id == ReviewDecision.reviewer_id)
+            .where(ReviewItem.id == item_id, ReviewDecision.id == decision_id)
+        ).one_or_none()
+        if row is None:
+            return False
+        item, decision, job, reviewer = row
+        if not job.callback_url or item.status != ReviewStatus.resolved.value:
+            return False
+        url, body = job.callback_url, json.dumps(review_event_body(job, item, decision, reviewer)).encode()
+    error = post(url, REVIEW_EVENT, body, webhooks)
+    if error:
+        raise WebhookFailed(error)
+    return True
 
 
 def _record(sessions: sessionmaker[Session], job_id: uuid.UUID, *, error: str | None) -> None:

@@ -1,193 +1,114 @@
 // emoq review queue: plain browser JavaScript, no build step, no framework.
+// Libraries (vendored, see static/vendor/README.md): wavesurfer.js for the
+// waveform and player, uPlot for the emotion timeline. Helpers: common.js.
 // Everything from the API is put on the page with textContent (never as HTML).
 "use strict";
 
 (() => {
-  const LABELS = ["angry", "disgusted", "fearful", "happy", "neutral", "other", "sad", "surprised", "unknown"];
-  const KEY_STORE = "emoq.review.apiKey"; // sessionStorage only: gone when the tab closes
+  const { LABELS, el, isNum, num, pct, seconds, words, timeEl, ApiError } = window.Emoq;
   const HELD_STORE = "emoq.review.heldItem"; // the id of the item this tab holds, to survive a reload
+  const FILTER_STORE = "emoq.review.filters";
   const PAGE = 50;
+  const REASONS = [
+    "fear_disgust_ambiguous", "dual_emotion", "low_confidence", "low_snr", "too_short",
+    "calibration_missing", "no_speech", "clipping",
+  ];
+  const PAIR = ["fearful", "disgusted"];
+  const LEAD_IN = 2; // seconds played before the segment when the whole call or the other channel starts
+  // When to use which label (shown beside the form).
+  const DEFINITIONS = {
+    angry: "Irritation to rage: raised or clipped voice, hostility, complaints said with heat.",
+    disgusted: "Revulsion or contempt at something: “ugh”, retching, disdainful scorn. Not plain annoyance.",
+    fearful: "Fear or anxiety: trembling or tight voice, panic, worried pleading. Not disgust at a threat.",
+    happy: "Pleasure, amusement, relief: laughter, warm thanks.",
+    neutral: "Calm, matter-of-fact speech with no clear emotion.",
+    other: "A clear emotion that is none of these (confused, bored, embarrassed…). You can tell it, but no label fits.",
+    sad: "Sorrow, disappointment, resignation; crying.",
+    surprised: "Sudden astonishment, pleasant or not: “oh!”, a gasp.",
+    unknown: "You cannot tell: no speech, noise, too short, unintelligible. Use this rather than guess.",
+  };
+  const COLORS = {
+    angry: "#c0392b", disgusted: "#2e7d32", fearful: "#6a1b9a", happy: "#f9a825", neutral: "#78909c",
+    other: "#8d6e63", sad: "#1565c0", surprised: "#ef6c00", unknown: "#bdbdbd",
+  };
 
   const $ = (id) => document.getElementById(id);
   const ui = {
-    status: $("status"),
-    keySection: $("key-section"),
-    keyForm: $("key-form"),
-    keyInput: $("api-key"),
-    keyState: $("key-state"),
-    forgetKey: $("forget-key"),
-    workspace: $("workspace"),
-    queue: $("queue"),
-    queueCount: $("queue-count"),
-    queueEmpty: $("queue-empty"),
-    loadMore: $("load-more"),
-    claimNext: $("claim-next"),
-    refresh: $("refresh"),
-    itemSection: $("item-section"),
-    itemHeading: $("item-heading"),
-    lease: $("lease"),
-    randomWeights: $("random-weights"),
-    facts: $("item-facts"),
-    reasons: $("item-reasons"),
-    reasonDetails: $("reason-details"),
-    audio: $("segment-audio"),
-    audioNote: $("audio-note"),
-    playFocus: $("play-focus"),
-    focusWhere: $("focus-where"),
-    modelScores: $("model-scores"),
-    enhancedWrap: $("enhanced-wrap"),
-    enhancedScores: $("enhanced-scores"),
-    resolveForm: $("resolve-form"),
-    labels: $("labels"),
-    note: $("note"),
-    resolve: $("resolve"),
-    release: $("release"),
+    status: $("status"), keySection: $("key-section"), keyForm: $("key-form"), keyInput: $("api-key"),
+    keyState: $("key-state"), forgetKey: $("forget-key"), workspace: $("workspace"),
+    filters: $("filters"), filterReason: $("filter-reason"), filterDomain: $("filter-domain"),
+    filterSince: $("filter-since"), filterUntil: $("filter-until"), filterExternal: $("filter-external"),
+    waiting: $("waiting"), reasonCounts: $("reason-counts"),
+    queueSection: $("queue-section"), queue: $("queue"), queueCount: $("queue-count"), queueEmpty: $("queue-empty"),
+    queueHeading: $("queue-heading"), loadMore: $("load-more"), claimNext: $("claim-next"), refresh: $("refresh"),
+    itemSection: $("item-section"), itemHeading: $("item-heading"), lease: $("lease"),
+    randomWeights: $("random-weights"), facts: $("item-facts"), reasons: $("item-reasons"),
+    reasonDetails: $("reason-details"), audio: $("segment-audio"), audioNote: $("audio-note"),
+    audioMode: $("audio-mode"), playTime: $("play-time"), waveform: $("waveform"),
+    playPause: $("play-pause"), playSegment: $("play-segment"), playFocus: $("play-focus"), playCall: $("play-call"),
+    playOther: $("play-other"), zoomIn: $("zoom-in"), zoomOut: $("zoom-out"), focusWhere: $("focus-where"),
+    chart: $("timeline-chart"), chartNote: $("chart-note"),
+    modelScores: $("model-scores"), enhancedWrap: $("enhanced-wrap"), enhancedScores: $("enhanced-scores"),
+    resolveForm: $("resolve-form"), labels: $("labels"), second: $("second-label"), note: $("note"),
+    nextWithin: $("next-within"),
+    resolve: $("resolve"), release: $("release"), doubleNote: $("double-note"), definitions: $("definition-list"),
+    resolveText: $("resolve-text"), releaseText: $("release-text"), reopen: $("reopen"), views: $("views"),
+    queueTitle: $("queue-title"), adminPanel: $("admin-panel"), decisionList: $("decision-list"),
+    history: $("history"), historyList: $("history-list"),
   };
 
-  const state = { queue: [], cursor: null, held: null, leaseTimer: null, busy: false };
-  // The claimed item's audio: the object URL playing now, the recording second it starts at,
-  // the focus window (relative to the segment start) and, while it plays, where to stop.
-  const listen = { url: null, loading: 0, start: null, focus: null, stopAt: null, from: null, frame: 0 };
+  const status = window.Emoq.status(ui.status);
+  const { send, api } = window.Emoq.client(askForKey);
+  const showStatus = status.show;
+  const clearStatus = status.clear;
+  const styleNonce = document.querySelector('meta[name="emoq-style-nonce"]').content;
+
+  // held: the item on screen; admin: it is open for an admin's decision (no lease), not claimed.
+  const state = {
+    queue: [], cursor: null, held: null, admin: false, leaseTimer: null, busy: false, filters: {},
+    view: "pending", role: null,
+  };
+  const VIEW_TITLES = { pending: "Waiting for you", disagreement: "Disagreements", resolved: "Resolved" };
+  // The held item's player: one wavesurfer per item; each scope's audio is fetched once.
+  const player = {
+    ws: null, regions: null, scope: null, clipStart: 0, clips: new Map(), ticket: 0, focus: null,
+    played: new Set(), pxPerSec: 0, itemShownAt: 0,
+  };
+  const chart = { plot: null, line: null };
 
   // ---------- small helpers ----------
-
-  function el(tag, props = {}, ...children) {
-    const node = document.createElement(tag);
-    for (const [name, value] of Object.entries(props)) {
-      if (value === undefined || value === null || value === false) continue;
-      if (name === "className") node.className = value;
-      else if (name === "text") node.textContent = String(value);
-      else node.setAttribute(name, value === true ? "" : String(value));
-    }
-    for (const child of children) {
-      if (child === null || child === undefined || child === false) continue;
-      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-    }
-    return node;
-  }
-
-  const isNum = (v) => typeof v === "number" && Number.isFinite(v);
-  const num = (v, digits = 3) => (isNum(v) ? v.toFixed(digits) : "—");
-  const pct = (v) => (isNum(v) ? `${(v * 100).toFixed(1)}%` : "—");
-  const seconds = (v) => (isNum(v) ? `${v.toFixed(2)} s` : "—");
-  const words = (s) => String(s).replace(/_/g, " ");
-
-  function timeEl(iso, withDate = true) {
-    if (!iso) return el("span", { text: "—" });
-    const d = new Date(iso);
-    const text = withDate ? d.toLocaleString() : d.toLocaleTimeString();
-    return el("time", { datetime: iso, title: iso, text });
-  }
 
   function segmentText(segment) {
     if (!segment || (!isNum(segment.start) && !isNum(segment.end))) return "whole recording";
     return `${num(segment.start, 2)}–${num(segment.end, 2)} s`;
   }
 
-  function badge(text, extra = "") {
-    return el("li", { className: `badge ${extra}`.trim(), text: words(text) });
-  }
+  const badge = (text, extra = "") => el("li", { className: `badge ${extra}`.trim(), text: words(text) });
 
-  function showStatus(message, kind = "info") {
-    ui.status.hidden = false;
-    ui.status.dataset.kind = kind;
-    ui.status.setAttribute("aria-live", kind === "error" ? "assertive" : "polite");
-    ui.status.replaceChildren(
-      el("span", { className: "status-text", text: message }),
-      el("button", { type: "button", className: "link", "aria-label": "Dismiss message", text: "×" }),
-    );
-    ui.status.querySelector("button").addEventListener("click", clearStatus);
-  }
-
-  function clearStatus() {
-    ui.status.hidden = true;
-    ui.status.replaceChildren();
-    delete ui.status.dataset.kind;
-  }
-
-  // ---------- the API ----------
-
-  class ApiError extends Error {
-    constructor(status, code, detail) {
-      super(detail);
-      this.status = status;
-      this.code = code;
-      this.detail = detail;
-    }
-  }
-
-  function parseJson(text) {
-    try {
-      return text ? JSON.parse(text) : null;
-    } catch {
-      return null;
-    }
-  }
-
-  // One authorised request; a problem response becomes an ApiError. The caller reads the body.
-  async function send(method, path, body, accept) {
-    const key = sessionStorage.getItem(KEY_STORE);
-    if (!key) {
-      askForKey();
-      throw new ApiError(401, "unauthorized", "enter your API key first");
-    }
-    const init = {
-      method,
-      cache: "no-store",
-      headers: { Authorization: `Bearer ${key}`, Accept: accept },
-    };
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    let response;
-    try {
-      response = await fetch(path, init); // relative: works behind a path prefix too
-    } catch (err) {
-      throw new ApiError(0, "network_error", `could not reach the server (${err.message})`);
-    }
-    if (!response.ok) {
-      const data = parseJson(await response.text().catch(() => ""));
-      const code = (data && data.code) || `http_${response.status}`;
-      const detail = (data && data.detail) || response.statusText || "the request failed";
-      const error = new ApiError(response.status, code, detail);
-      if (response.status === 401 || response.status === 403) askForKey(error);
-      throw error;
-    }
-    return response;
-  }
-
-  async function api(method, path, body) {
-    const response = await send(method, path, body, "application/json, application/problem+json");
-    return parseJson(await response.text());
-  }
-
-  // Any error that is not an auth error (those already asked for the key) goes to the status area.
   function report(error, prefix = "") {
     if (!(error instanceof ApiError)) {
       console.error(error);
       showStatus(`${prefix}Something went wrong in the page: ${error.message}`, "error");
       return;
     }
-    if (error.status === 401 || error.status === 403) return;
+    if (error.status === 401 || error.status === 403) return; // the key is asked for again
     showStatus(`${prefix}${error.detail} (${error.code})`, "error");
   }
+
+  const itemPath = (id, rest = "") => `v1/review-items/${encodeURIComponent(id)}${rest}`;
 
   // ---------- the key ----------
 
   function askForKey(error) {
-    sessionStorage.removeItem(KEY_STORE);
+    window.Emoq.key.forget();
     stopLeaseTimer();
-    ui.audio.pause();
+    resetPlayer();
     ui.workspace.hidden = true;
     ui.keySection.hidden = false;
     ui.forgetKey.hidden = true;
     ui.keyState.textContent = "No API key";
     if (error && error.status === 403) {
-      showStatus(
-        `Forbidden: ${error.detail}. The review queue needs a reviewer or admin key; enter another key.`,
-        "error",
-      );
+      showStatus(`Forbidden: ${error.detail}. The review queue needs a reviewer or admin key; enter another key.`, "error");
     } else if (error) {
       showStatus(`Unauthorized: ${error.detail}. Enter your API key again.`, "error");
     }
@@ -196,16 +117,16 @@
   }
 
   async function useKey(value) {
-    sessionStorage.setItem(KEY_STORE, value);
+    window.Emoq.key.set(value);
     ui.keyInput.value = "";
     clearStatus();
     try {
-      await loadQueue(); // the first data call checks the key
+      await refreshQueue(); // the first data call checks the key
     } catch (error) {
       report(error);
       if (error instanceof ApiError && (error.status === 401 || error.status === 403)) return;
     }
-    if (!sessionStorage.getItem(KEY_STORE)) return;
+    if (!window.Emoq.key.get()) return;
     ui.keySection.hidden = true;
     ui.workspace.hidden = false;
     ui.forgetKey.hidden = false;
@@ -215,7 +136,7 @@
   }
 
   function forgetKey() {
-    sessionStorage.removeItem(KEY_STORE);
+    window.Emoq.key.forget();
     sessionStorage.removeItem(HELD_STORE);
     state.held = null;
     showItem(null);
@@ -223,15 +144,86 @@
     showStatus("The key was removed from this tab.", "info");
   }
 
-  // ---------- the queue ----------
+  // ---------- filters and the queue ----------
+
+  function readFilters() {
+    const f = {
+      reason: ui.filterReason.value,
+      domain: ui.filterDomain.value.trim(),
+      since: ui.filterSince.value,
+      until: ui.filterUntil.value,
+      external_id: ui.filterExternal.value.trim(),
+    };
+    state.filters = Object.fromEntries(Object.entries(f).filter(([, v]) => v));
+    sessionStorage.setItem(FILTER_STORE, JSON.stringify(state.filters));
+  }
+
+  function restoreFilters() {
+    let saved = {};
+    try {
+      saved = JSON.parse(sessionStorage.getItem(FILTER_STORE) || "{}") || {};
+    } catch {
+      saved = {};
+    }
+    ui.filterReason.value = saved.reason || "";
+    ui.filterDomain.value = saved.domain || "";
+    ui.filterSince.value = saved.since || "";
+    ui.filterUntil.value = saved.until || "";
+    ui.filterExternal.value = saved.external_id || "";
+    readFilters();
+  }
+
+  const filterParams = (extra = {}) => new URLSearchParams({ ...state.filters, ...extra });
 
   async function loadQueue(more = false) {
-    const params = new URLSearchParams({ status: "pending", limit: String(PAGE) });
+    const params = filterParams({ status: state.view, limit: String(PAGE) });
     if (more && state.cursor) params.set("cursor", state.cursor);
     const page = await api("GET", `v1/review-items?${params}`);
     state.queue = more ? state.queue.concat(page.items) : page.items;
     state.cursor = page.next_cursor;
     renderQueue();
+  }
+
+  async function loadCounts() {
+    const counts = await api("GET", `v1/review-items/counts?${filterParams()}`);
+    state.role = counts.you.role;
+    ui.views.hidden = state.role !== "admin"; // disagreements and corrections are an admin's
+    ui.waiting.textContent = `${counts.waiting} waiting`;
+    ui.reasonCounts.replaceChildren(
+      ...Object.entries(counts.reasons).map(([reason, n]) => {
+        const chosen = state.filters.reason === reason;
+        const button = el("button", {
+          type: "button", className: `chip${chosen ? " chosen" : ""}`, "aria-pressed": String(chosen),
+          title: chosen ? "Show every reason" : `Only ${words(reason)}`, text: `${words(reason)} ${n}`,
+        });
+        button.addEventListener("click", () => {
+          ui.filterReason.value = chosen ? "" : reason;
+          applyFilters();
+        });
+        return el("li", {}, button);
+      }),
+    );
+  }
+
+  // The list and the counts; the counts can lag (they are not needed to go on).
+  async function refreshQueue() {
+    await loadQueue();
+    loadCounts().catch(report);
+  }
+
+  function applyFilters(event) {
+    if (event) event.preventDefault();
+    readFilters();
+    return busy(async () => {
+      await refreshQueue().catch(report);
+    });
+  }
+
+  function setView(view) {
+    state.view = view;
+    ui.queueTitle.textContent = VIEW_TITLES[view];
+    for (const b of ui.views.querySelectorAll("button")) b.setAttribute("aria-pressed", String(b.dataset.view === view));
+    return busy(async () => loadQueue().catch(report));
   }
 
   function renderQueue() {
@@ -243,35 +235,28 @@
       ...items.map((item) => {
         const reasons = el("ul", { className: "badges", "aria-label": "Reasons" }, ...item.reasons.map((r) => badge(r)));
         const segment = item.segment || {};
+        const answer = item.final_labels ? ` · final: ${item.final_labels.join(" + ")}` : "";
         const meta = el(
-          "p",
-          { className: "meta" },
+          "p", { className: "meta" },
           `Segment ${segmentText(segment)}`,
           segment.role ? ` · ${segment.role}` : "",
           item.domain ? ` · ${item.domain}` : "",
-          " · created ",
-          timeEl(item.created_at),
+          item.required_decisions > 1 ? ` · double review (${item.decisions_made}/2)` : "",
+          answer,
+          " · created ", timeEl(item.created_at),
         );
+        const waiting = state.view === "pending";
+        const verb = waiting ? "Claim" : "Open";
         const claim = el("button", {
-          type: "button",
-          className: "secondary small",
-          "data-id": item.id,
-          "aria-label": `Claim the item created ${new Date(item.created_at).toLocaleString()}`,
-          text: "Claim",
+          type: "button", className: "secondary small", "data-id": item.id,
+          "aria-label": `${verb} the item created ${new Date(item.created_at).toLocaleString()}`, text: verb,
         });
-        claim.disabled = Boolean(state.held) || state.busy;
-        claim.addEventListener("click", () => claimItem(item.id));
+        claim.addEventListener("click", () => (waiting ? claimItem(item.id) : openForAdmin(item.id)));
         return el(
-          "li",
-          { className: "queue-item", "data-id": item.id },
-          el(
-            "div",
-            { className: "qi-main" },
-            el("span", { className: "model-label" }, "Model: ", el("strong", { text: item.model_label })),
-            reasons,
-          ),
-          meta,
-          claim,
+          "li", { className: "queue-item", "data-id": item.id },
+          el("div", { className: "qi-main" },
+            el("span", { className: "model-label" }, "Model: ", el("strong", { text: item.model_label })), reasons),
+          meta, claim,
         );
       }),
     );
@@ -301,117 +286,237 @@
 
   // ---------- claiming ----------
 
+  // Where focus goes when no item is held: never <body>.
+  function focusQueue() {
+    if (!ui.claimNext.disabled) ui.claimNext.focus();
+    else ui.queueHeading.focus();
+  }
+
+  // done: what was just done, said together with an empty queue.
+  async function takeNext(done = "") {
+    try {
+      const item = await api("POST", `v1/review-items/claim-next?${filterParams()}`);
+      hold(item);
+      return true;
+    } catch (error) {
+      if (error instanceof ApiError && error.code === "queue_empty") {
+        showStatus(`${done}Nothing more is waiting for you with these filters.`, "info");
+        return false;
+      }
+      report(error, "Could not claim: ");
+      return false;
+    }
+  }
+
   function claimNext() {
     return busy(async () => {
-      try {
-        const item = await api("POST", "v1/review-items/claim-next");
-        await hold(item);
-        showStatus("Claimed the oldest waiting item.", "success");
-      } catch (error) {
-        if (error instanceof ApiError && error.code === "queue_empty") {
-          showStatus("The queue is empty: nothing is waiting for review.", "info");
-          await loadQueue().catch(report);
-        } else report(error, "Could not claim: ");
-      }
+      if (await takeNext()) showStatus("Claimed the first waiting item.", "success");
+      else await refreshQueue().catch(report);
+    }).then(() => {
+      if (!state.held) focusQueue();
     });
   }
 
   function claimItem(id) {
     return busy(async () => {
       try {
-        const item = await api("POST", `v1/review-items/${encodeURIComponent(id)}/claim`);
-        await hold(item);
+        hold(await api("POST", itemPath(id, "/claim")));
         showStatus("Claimed.", "success");
       } catch (error) {
         report(error, "Could not claim: ");
-        await loadQueue().catch(report);
+        await refreshQueue().catch(report);
       }
     });
   }
 
-  async function hold(item) {
+  // An admin opens a disagreement (to adjudicate) or a resolved item (to correct or reopen it): no lease.
+  function openForAdmin(id) {
+    return busy(async () => {
+      try {
+        const item = await api("GET", itemPath(id));
+        state.held = item;
+        state.admin = true;
+        showItem(item);
+        focusLabels();
+      } catch (error) {
+        report(error, "Could not open: ");
+      }
+    });
+  }
+
+  function hold(item) {
+    state.admin = false;
     state.held = item;
     sessionStorage.setItem(HELD_STORE, item.id);
     showItem(item);
-    ui.itemHeading.focus();
-    await loadQueue().catch(report);
-    loadJob(item).catch((error) => report(error, "Could not load the job: "));
+    focusLabels();
+    // The list is hidden while an item is held (it is reloaded when it shows again); the counts stay in view.
+    loadCounts().catch(report);
   }
 
-  // After a reload: find the item this tab held among the claimed ones.
+  // After a reload: the item this tab held, if it still holds it.
   async function restoreHeld() {
     const id = sessionStorage.getItem(HELD_STORE);
     if (!id || state.held) return;
-    let cursor = null;
     try {
-      for (let pages = 0; pages < 10; pages += 1) {
-        const params = new URLSearchParams({ status: "claimed", limit: "200" });
-        if (cursor) params.set("cursor", cursor);
-        const page = await api("GET", `v1/review-items?${params}`);
-        const found = page.items.find((i) => i.id === id);
-        if (found) {
-          state.held = found;
-          showItem(found);
-          renderQueue();
-          loadJob(found).catch((error) => report(error, "Could not load the job: "));
-          showStatus("You still hold this item.", "info");
-          return;
-        }
-        cursor = page.next_cursor;
-        if (!cursor) break;
+      const item = await api("GET", itemPath(id));
+      if (item && item.held_by_you) {
+        state.held = item;
+        showItem(item);
+        focusLabels();
+        showStatus("You still hold this item.", "info");
+        return;
       }
       sessionStorage.removeItem(HELD_STORE);
-      showStatus("The item you held is no longer claimed (its lease expired or it was resolved).", "info");
+      showStatus("The item you held is no longer yours (its lease expired or it was decided).", "info");
     } catch (error) {
+      sessionStorage.removeItem(HELD_STORE);
       report(error);
     }
   }
 
   function dropHeld() {
     state.held = null;
-    sessionStorage.removeItem(HELD_STORE);
+    if (!state.admin) sessionStorage.removeItem(HELD_STORE);
+    state.admin = false;
     showItem(null);
+    focusQueue(); // the focused label just disappeared: focus must not fall to <body>
   }
 
-  // ---------- the claimed item ----------
+  // ---------- the held item ----------
+
+  function focusLabels() {
+    const checked = ui.labels.querySelector("input:checked");
+    (checked || ui.labels.querySelector("input")).focus({ preventScroll: true });
+  }
 
   function showItem(item) {
     stopLeaseTimer();
-    listen.focus = null; // set again from this item's details below
-    resetAudio();
+    resetPlayer();
+    ui.workspace.classList.toggle("holding", Boolean(item));
     if (!item) {
       ui.itemSection.hidden = true;
+      ui.queueSection.hidden = false;
       updateButtons();
       return;
     }
+    ui.queueSection.hidden = true;
     ui.itemSection.hidden = false;
     ui.itemSection.dataset.id = item.id;
-    ui.randomWeights.hidden = true;
-    ui.randomWeights.replaceChildren();
-
+    window.scrollTo(0, 0); // the item starts at the top, its form beside it
+    const evidence = item.evidence || {};
+    const call = evidence.call || {};
     const segment = item.segment || {};
+    const jobSegment = evidence.segment || {};
+
+    const model = evidence.model || {};
+    ui.randomWeights.hidden = !model.random_weights;
+    ui.randomWeights.replaceChildren();
+    if (model.random_weights) {
+      ui.randomWeights.append(
+        el("strong", { text: "Random model weights. " }),
+        `The model (${model.id || "unknown"}${model.revision ? ` @ ${model.revision}` : ""}) that scored this job ` +
+          "had random weights: its label and scores carry no information. Judge from the recording alone.",
+      );
+    }
+    ui.itemHeading.textContent = `Model says ${item.model_label}`;
+    const channel = isNum(jobSegment.channel) ? ` (channel ${jobSegment.channel})` : "";
     const facts = [
-      ["Item", el("code", { text: item.id })],
-      ["Job", el("code", { text: item.job_id })],
+      ["Call", call.external_id || "—"],
+      ["Domain", item.domain || call.domain || "—"],
       ["Segment", `${segmentText(segment)}${isNum(segment.index) ? ` (#${segment.index})` : ""}`],
-      ["Role", segment.role || "—"],
-      ["Domain", item.domain || "—"],
-      ["Model label", el("strong", { text: item.model_label })],
+      ["Speaker", `${segment.role || "—"}${channel}`],
+      ["Call length", seconds(call.duration_seconds)],
+      ["Job", el("code", { text: item.job_id })],
+      ["Item", el("code", { text: item.id })],
       ["Created", timeEl(item.created_at)],
     ];
     ui.facts.replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", {}, v)]));
     ui.reasons.replaceChildren(...item.reasons.map((r) => badge(r)));
-    renderReasonDetails(item, null);
+    ui.doubleNote.hidden = item.required_decisions < 2;
+
+    renderReasonDetails(item, jobSegment);
     renderBars(ui.modelScores, item.model_scores, item.model_label);
     const enhanced = item.reason_details && item.reason_details.enhanced_scores;
-    ui.enhancedWrap.hidden = !enhanced;
-    if (enhanced) renderBars(ui.enhancedScores, enhanced, item.model_label);
+    ui.enhancedWrap.hidden = !enhancementChanged(item.model_scores, enhanced);
+    if (!ui.enhancedWrap.hidden) renderBars(ui.enhancedScores, enhanced, item.model_label);
 
     for (const input of ui.labels.querySelectorAll("input")) input.checked = false;
+    ui.second.value = "";
     ui.note.value = "";
-    startLeaseTimer(item);
+    const within = Object.entries(state.filters).map(([k, v]) => `${words(k)} ${words(v)}`).join(", ");
+    ui.nextWithin.textContent = state.admin ? "" : `Next item: ${within || "any in the queue"}.`;
+    showDecisionControls(item);
+    ui.history.open = false;
+    ui.historyList.replaceChildren();
     updateButtons();
-    loadAudio(item);
+    player.itemShownAt = performance.now();
+    drawChart(item, jobSegment.timeline);
+    openPlayer(item);
+  }
+
+  // A reviewer resolves and releases; an admin adjudicates or corrects, reopens, closes.
+  function showDecisionControls(item) {
+    ui.adminPanel.hidden = !state.admin;
+    ui.reopen.hidden = !state.admin;
+    if (!state.admin) {
+      ui.resolveText.textContent = "Resolve & next";
+      ui.releaseText.textContent = "Release";
+      startLeaseTimer(item);
+      return;
+    }
+    const disputed = item.status === "disagreement";
+    ui.resolveText.textContent = disputed ? "Adjudicate" : "Correct";
+    ui.releaseText.textContent = "Close";
+    ui.lease.dataset.kind = "";
+    ui.lease.textContent = disputed
+      ? "The two reviewers disagree: your label is final."
+      : `Status: ${item.status}${item.final_labels ? ` · final: ${item.final_labels.join(" + ")}` : ""}`;
+    ui.decisionList.replaceChildren(
+      ...(item.decisions || []).map((d) =>
+        el("li", {},
+          el("strong", { text: d.labels.join(" + ") }),
+          ` · ${d.kind} by ${d.reviewer.name} (round ${d.round}) · `, timeEl(d.decided_at),
+          d.note ? ` · “${d.note}”` : ""),
+      ),
+    );
+  }
+
+  const EVENT_TEXT = {
+    claimed: "claimed", released: "released", lease_expired: "lease expired", decided: "decided",
+    adjudicated: "adjudicated", corrected: "corrected", resolved: "resolved", disagreement: "reviewers disagree",
+    reopened: "reopened", audio_played: "played audio",
+  };
+
+  async function loadHistory() {
+    const item = state.held;
+    if (!item || !ui.history.open) return;
+    try {
+      const history = await api("GET", itemPath(item.id, "/history"));
+      if (state.held !== item) return;
+      ui.historyList.replaceChildren(
+        ...history.events.map((e) => {
+          const d = e.details || {};
+          const extra = [
+            d.labels ? d.labels.join(" + ") : "",
+            d.previous ? `was ${d.previous.join(" + ")}` : "",
+            d.scope ? d.scope : "",
+            d.note ? `“${d.note}”` : "",
+          ].filter(Boolean);
+          return el("li", { "data-kind": e.kind },
+            timeEl(e.at), ` · ${EVENT_TEXT[e.kind] || e.kind}`, e.actor ? ` · ${e.actor.name}` : "",
+            extra.length ? ` · ${extra.join(" · ")}` : "");
+        }),
+      );
+    } catch (error) {
+      report(error, "Could not load the history: ");
+    }
+  }
+
+  // "After enhancement" only when it moved a score.
+  function enhancementChanged(model, enhanced) {
+    if (!enhanced || !model) return false;
+    return Object.entries(enhanced).some(([k, v]) => isNum(v) && isNum(model[k]) && Math.abs(v - model[k]) > 5e-4);
   }
 
   function renderBars(list, scores, highlight) {
@@ -422,8 +527,7 @@
         const fill = el("span", { className: "bar-fill" });
         fill.style.width = `${Math.max(0, Math.min(1, value)) * 100}%`; // CSSOM, allowed by the CSP
         return el(
-          "li",
-          { className: label === highlight ? "bar top" : "bar" },
+          "li", { className: label === highlight ? "bar top" : "bar" },
           el("span", { className: "bar-label", text: label }),
           el("span", { className: "bar-track", "aria-hidden": "true" }, fill),
           el("span", { className: "bar-value", text: pct(value) }),
@@ -432,24 +536,23 @@
     );
   }
 
-  // Numbers under any key that mentions "focus", wherever they sit in the enhancement details.
-  function focusNumbers(value, path = [], out = []) {
-    if (value && typeof value === "object") {
-      for (const [k, v] of Object.entries(value)) focusNumbers(v, path.concat(k), out);
-    } else if (isNum(value) && path.some((p) => /focus/i.test(p))) {
-      out.push([path.join(" › "), value]);
-    }
-    return out;
+  // A fear/disgust item: the reason says so, or fear or disgust is what the model heard.
+  function aboutFearOrDisgust(item, enhancement) {
+    const dual = enhancement.dual_emotion;
+    return (
+      item.reasons.includes("fear_disgust_ambiguous") ||
+      PAIR.includes(item.model_label) ||
+      Boolean(dual && Array.isArray(dual.labels) && dual.labels.some((l) => PAIR.includes(l)))
+    );
   }
 
   function renderReasonDetails(item, jobSegment) {
     const details = item.reason_details || {};
-    const enhancement = details.enhancement || (jobSegment && jobSegment.enhancement) || {};
+    const enhancement = details.enhancement || jobSegment.enhancement || {};
     const rows = [];
-    const scores = item.model_scores || {};
-    const fd = enhancement.fear_disgust;
-    showFocusWindow(item, fd && fd.focus_window);
-
+    const fd = aboutFearOrDisgust(item, enhancement) ? enhancement.fear_disgust : null;
+    const fw = fd && fd.focus_window;
+    player.focus = fw && isNum(fw.start) && isNum(fw.end) && fw.end > fw.start ? { start: fw.start, end: fw.end } : null;
     if (fd) {
       rows.push(["Fear/disgust margin (model)", num(fd.margin_before)]);
       if (isNum(fd.margin_after)) rows.push(["Fear/disgust margin (after enhancement)", num(fd.margin_after)]);
@@ -467,7 +570,6 @@
         rows.push(["Calibration version", String(fd.calibration_version)]);
       }
       if (typeof fd.changed_decision === "boolean") rows.push(["Enhancement changed the label", fd.changed_decision ? "yes" : "no"]);
-      const fw = fd.focus_window; // analysis.focus: the stretch where fear and disgust separate most
       if (fw && typeof fw === "object") {
         const offset = isNum(item.segment && item.segment.start) ? item.segment.start : null;
         let where = `${num(fw.start, 2)}–${num(fw.end, 2)} s into the segment`;
@@ -483,17 +585,11 @@
         }
         if (isNum(fw.crop_fear_share)) rows.push(["Focus crop fear share", num(fw.crop_fear_share)]);
       }
-    } else if (isNum(scores.fearful) && isNum(scores.disgusted)) {
-      rows.push(["Fear/disgust margin (model scores)", num(Math.abs(scores.fearful - scores.disgusted))]);
     }
     const dual = enhancement.dual_emotion;
     if (dual && Array.isArray(dual.labels)) {
       rows.push(["Dual emotion", dual.labels.map((l, i) => `${l} ${pct((dual.scores || [])[i])}`).join(" vs ")]);
     }
-    // Any other focus numbers: not the window shown above, nor settings (policy.focus_weight).
-    const rest = { ...enhancement, policy: undefined, domain_profile: undefined };
-    if (fd) rest.fear_disgust = { ...fd, focus_window: undefined };
-    for (const [path, value] of focusNumbers(rest)) rows.push([words(path), num(value)]);
     const profile = enhancement.domain_profile;
     if (profile && typeof profile === "object" && profile.domain) {
       rows.push([
@@ -501,7 +597,7 @@
         profile.applied ? `${profile.domain} v${profile.version}` : `${profile.domain}: ${profile.why || "not applied"}`,
       ]);
     }
-    const quality = details.quality;
+    const quality = details.quality || jobSegment.quality;
     if (quality && typeof quality === "object") {
       const q = [];
       if (isNum(quality.speech_ratio)) q.push(`speech ${pct(quality.speech_ratio)}`);
@@ -523,29 +619,70 @@
     );
   }
 
-  async function loadJob(item) {
-    const job = await api("GET", `v1/jobs/${encodeURIComponent(item.job_id)}`);
-    if (!state.held || state.held.id !== item.id) return; // moved on meanwhile
-    const result = job && job.result;
-    if (!result) return;
-    const model = result.model || {};
-    if (model.random_weights) {
-      ui.randomWeights.replaceChildren(
-        el("strong", { text: "Random model weights. " }),
-        `The model (${model.id || "unknown"}${model.revision ? ` @ ${model.revision}` : ""}) that scored this job ` +
-          "had random weights: its label and scores carry no information. Judge from the recording alone.",
-      );
-      ui.randomWeights.hidden = false;
-    }
-    const segments = Array.isArray(result.segments) ? result.segments : [];
-    const index = item.segment && item.segment.index;
-    const jobSegment = isNum(index) ? segments.find((s) => s.index === index) || segments[index] : null;
-    if (jobSegment && !(item.reason_details && item.reason_details.enhancement)) renderReasonDetails(item, jobSegment);
+  // ---------- the emotion timeline (uPlot) ----------
+
+  function destroyChart() {
+    if (chart.plot) chart.plot.destroy();
+    chart.plot = null;
+    chart.line = null;
+    ui.chart.replaceChildren();
   }
 
-  // ---------- the segment's audio ----------
+  function drawChart(item, timeline) {
+    destroyChart();
+    const ok = timeline && Array.isArray(timeline.starts) && timeline.starts.length && Array.isArray(timeline.scores);
+    ui.chart.hidden = !ok;
+    if (!ok) {
+      ui.chartNote.textContent = "No timeline for this segment: its job was analysed without granularity=frame.";
+      return;
+    }
+    ui.chartNote.textContent = "Each line is one emotion's score over time (fearful and disgusted thick). Click to play from there.";
+    const labels = Array.isArray(timeline.labels) && timeline.labels.length === LABELS.length ? timeline.labels : LABELS;
+    const half = isNum(timeline.window_seconds) ? timeline.window_seconds / 2 : 0;
+    const xs = timeline.starts.map((s) => s + half); // each window at its middle, in recording seconds
+    const data = [xs, ...labels.map((_, i) => timeline.scores.map((row) => row[i]))];
+    const series = [
+      { label: "time (s)", value: (u, v) => (v == null ? "—" : `${v.toFixed(2)} s`) },
+      ...labels.map((label) => ({
+        label,
+        stroke: COLORS[label] || "#555",
+        width: PAIR.includes(label) ? 3 : 1,
+        alpha: PAIR.includes(label) ? 1 : 0.75,
+        value: (u, v) => (v == null ? "—" : v.toFixed(2)),
+      })),
+    ];
+    const width = Math.max(300, ui.chart.clientWidth || 600);
+    chart.plot = new uPlot(
+      {
+        width,
+        height: 170,
+        scales: { x: { time: false }, y: { range: [0, 1] } },
+        axes: [{ label: "seconds in the recording", size: 40 }, { label: "score", size: 50 }],
+        series,
+        cursor: { drag: { x: false, y: false } },
+        legend: { live: true },
+      },
+      data,
+      ui.chart,
+    );
+    chart.line = el("div", { className: "chart-playhead", "aria-hidden": "true" });
+    chart.line.hidden = true;
+    chart.plot.over.append(chart.line);
+    chart.plot.over.addEventListener("click", (event) => {
+      const t = chart.plot.posToVal(event.offsetX, "x");
+      if (isNum(t)) seekRecording(t, true);
+    });
+  }
 
-  const segmentStart = (item) => (item && item.segment && isNum(item.segment.start) ? item.segment.start : 0);
+  function moveChartLine(recordingTime) {
+    if (!chart.plot || !chart.line) return;
+    const [min, max] = [chart.plot.scales.x.min, chart.plot.scales.x.max];
+    const inside = isNum(recordingTime) && recordingTime >= min && recordingTime <= max;
+    chart.line.hidden = !inside;
+    if (inside) chart.line.style.left = `${chart.plot.valToPos(recordingTime, "x")}px`;
+  }
+
+  // ---------- the player (wavesurfer) ----------
 
   function audioNote(text, kind = "") {
     ui.audioNote.textContent = text;
@@ -553,119 +690,214 @@
     else delete ui.audioNote.dataset.kind;
   }
 
-  // Stop playing, forget the item's audio and free its object URL.
-  function resetAudio() {
-    listen.loading += 1; // a fetch still under way for the previous item is dropped when it lands
-    stopFocus();
+  const MODE_TEXT = {
+    segment: "the segment with 1 s either side",
+    call: "the whole call, this speaker's channel",
+    other: "the whole call, the other channel",
+  };
+
+  function resetPlayer() {
+    player.ticket += 1; // a fetch still under way for the previous item is dropped when it lands
+    if (player.ws) player.ws.destroy(); // revokes the object URLs it made
+    player.ws = player.regions = null;
     ui.audio.pause();
     ui.audio.removeAttribute("src");
     ui.audio.load(); // lets go of the old media
-    if (listen.url) URL.revokeObjectURL(listen.url);
-    listen.url = null;
-    listen.start = null;
-    ui.audio.removeAttribute("aria-busy");
+    // A new element for the next item: wavesurfer would otherwise start by fetching the old (revoked) source.
+    const fresh = el("audio", { id: "segment-audio", preload: "auto", "aria-label": "Segment audio" });
+    ui.audio.replaceWith(fresh);
+    ui.audio = fresh;
+    player.clips.clear();
+    player.played.clear();
+    player.scope = null;
+    player.clipStart = 0;
+    player.pxPerSec = 0;
+    ui.waveform.replaceChildren();
+    ui.audioMode.textContent = "";
+    ui.playTime.textContent = "—";
+    ui.focusWhere.textContent = "";
     audioNote("");
-    updateFocusButton();
+    destroyChart();
+    updatePlayerButtons();
   }
 
-  async function loadAudio(item) {
-    const ticket = ++listen.loading;
-    ui.audio.setAttribute("aria-busy", "true");
+  function updatePlayerButtons() {
+    const ready = Boolean(player.ws && player.scope);
+    const playing = Boolean(player.ws && player.ws.isPlaying());
+    ui.playPause.firstChild.textContent = playing ? "Pause " : "Play ";
+    ui.playPause.disabled = !ready;
+    ui.playFocus.hidden = !player.focus;
+    ui.playFocus.disabled = !player.focus || !ready;
+    for (const b of [ui.zoomIn, ui.zoomOut]) b.disabled = !ready;
+    const channels = state.held && state.held.evidence && state.held.evidence.call ? state.held.evidence.call.channels : null;
+    ui.playOther.disabled = channels === 1;
+    ui.playOther.title = channels === 1 ? "A one-channel recording has no other channel" : "";
+  }
+
+  function openPlayer(item) {
+    player.ws = WaveSurfer.create({
+      container: ui.waveform,
+      media: ui.audio,
+      height: 80,
+      waveColor: "#9fb3d1",
+      progressColor: "#1f5fbf",
+      cursorColor: "#d13b00",
+      cursorWidth: 2,
+      normalize: true,
+      dragToSeek: true,
+      cspNonce: styleNonce,
+      plugins: [],
+    });
+    player.regions = player.ws.registerPlugin(WaveSurfer.Regions.create());
+    player.ws.registerPlugin(WaveSurfer.Zoom.create({ scale: 0.25, maxZoom: 2000 }));
+    player.ws.on("timeupdate", (t) => showTime(t));
+    player.ws.on("play", updatePlayerButtons);
+    player.ws.on("pause", updatePlayerButtons);
+    player.ws.on("finish", updatePlayerButtons);
+    player.ws.on("zoom", (px) => {
+      player.pxPerSec = px;
+    });
+    if (player.focus) {
+      const at = item.segment.start;
+      ui.focusWhere.textContent = `${num(at + player.focus.start, 2)}–${num(at + player.focus.end, 2)} s in the recording`;
+    }
+    updatePlayerButtons();
+    loadScope(item, "segment")
+      .then((ok) => {
+        if (ok) performance.measure("emoq:waveform-ready", { start: player.itemShownAt });
+      })
+      .catch(() => {});
+  }
+
+  // Fetch a scope's audio once per item, show it in the waveform with the segment and the focus window.
+  async function loadScope(item, scope) {
+    if (player.scope === scope) return true;
+    const ticket = player.ticket;
+    let clip = player.clips.get(scope);
+    ui.waveform.setAttribute("aria-busy", "true");
     audioNote("Loading the audio…");
     try {
-      const response = await send(
-        "GET",
-        `v1/review-items/${encodeURIComponent(item.id)}/audio`,
-        undefined,
-        "audio/wav, application/problem+json",
-      );
-      const blob = await response.blob();
-      if (ticket !== listen.loading) return; // moved on meanwhile
-      const start = Number.parseFloat(response.headers.get("X-Emoq-Segment-Start"));
-      const context = Number.parseFloat(response.headers.get("X-Emoq-Context-Seconds"));
-      listen.start = Number.isFinite(start)
-        ? start
-        : Math.max(0, segmentStart(item) - (Number.isFinite(context) ? context : 1));
-      listen.url = URL.createObjectURL(blob);
-      ui.audio.src = listen.url;
-      const into = segmentStart(item) - listen.start;
-      const segment = item.segment || {};
-      const length = isNum(segment.end) && isNum(segment.start) ? segment.end - segment.start : null;
+      if (!clip) {
+        const response = await send("GET", itemPath(item.id, `/audio?scope=${scope}`), undefined, "audio/wav, application/problem+json");
+        const blob = await response.blob();
+        if (ticket !== player.ticket) return false; // moved on meanwhile
+        const start = Number.parseFloat(response.headers.get("X-Emoq-Segment-Start"));
+        clip = { blob, start: Number.isFinite(start) ? start : 0, channel: response.headers.get("X-Emoq-Channel") };
+        player.clips.set(scope, clip);
+      }
+      player.clipStart = clip.start;
+      await player.ws.loadBlob(clip.blob);
+      if (ticket !== player.ticket) return false;
+      player.scope = scope;
+      player.pxPerSec = 0;
+      showRegions(item);
+      ui.audioMode.textContent = `· ${MODE_TEXT[scope]}${clip.channel !== null ? ` (channel ${clip.channel})` : ""}`;
+      const into = item.segment.start - clip.start;
       audioNote(
-        `The clip starts at ${seconds(listen.start)} in the recording; the segment runs from ` +
-          `${seconds(into)} to ${isNum(length) ? seconds(into + length) : "the end"} of the clip.`,
+        `This clip starts at ${seconds(clip.start)} in the recording; the segment runs from ` +
+          `${seconds(into)} to ${seconds(into + (item.segment.end - item.segment.start))} of it.`,
       );
+      showTime(0);
+      return true;
     } catch (error) {
-      if (ticket !== listen.loading) return;
+      if (ticket !== player.ticket) return false;
       if (error instanceof ApiError) {
-        if (error.status === 401 || error.status === 403) return; // the key is asked for again
+        if (error.status === 401 || error.status === 403) return false;
         const what = error.code === "recording_missing" ? "The recording is no longer in storage" : "No audio";
         audioNote(`${what}: ${error.detail} (${error.code})`, "error");
       } else {
         console.error(error);
         audioNote(`No audio: ${error.message}`, "error");
       }
+      return false;
     } finally {
-      if (ticket === listen.loading) ui.audio.removeAttribute("aria-busy");
-      updateFocusButton();
+      if (ticket === player.ticket) {
+        ui.waveform.removeAttribute("aria-busy");
+        updatePlayerButtons();
+      }
     }
   }
 
-  // analysis.focus: the stretch where fear and disgust separate most, relative to the segment start.
-  function showFocusWindow(item, fw) {
-    const ok = fw && typeof fw === "object" && isNum(fw.start) && isNum(fw.end) && fw.end > fw.start;
-    listen.focus = ok ? { start: fw.start, end: fw.end } : null;
-    if (ok) {
-      const at = segmentStart(item);
-      ui.focusWhere.textContent = `${num(at + fw.start, 2)}–${num(at + fw.end, 2)} s in the recording`;
+  function showRegions(item) {
+    player.regions.clearRegions();
+    const offset = player.clipStart;
+    player.regions.addRegion({
+      id: "segment", start: item.segment.start - offset, end: item.segment.end - offset,
+      color: "rgba(31, 95, 191, 0.14)", drag: false, resize: false,
+    });
+    if (player.focus) {
+      player.regions.addRegion({
+        id: "focus", start: item.segment.start + player.focus.start - offset,
+        end: item.segment.start + player.focus.end - offset,
+        color: "rgba(255, 176, 0, 0.40)", drag: false, resize: false,
+      });
     }
-    updateFocusButton();
   }
 
-  function updateFocusButton() {
-    ui.playFocus.hidden = !listen.focus;
-    ui.focusWhere.hidden = !listen.focus;
-    ui.playFocus.disabled = !listen.focus || !listen.url;
+  function showTime(clipTime) {
+    const t = player.clipStart + (isNum(clipTime) ? clipTime : 0);
+    ui.playTime.textContent = `${t.toFixed(2)} s`;
+    ui.playTime.dataset.seconds = t.toFixed(3);
+    moveChartLine(t);
   }
 
-  function playFocus() {
-    if (!listen.focus || !listen.url || !state.held) return;
-    const offset = segmentStart(state.held) - listen.start; // the context actually before the segment
-    let from = Math.max(0, offset + listen.focus.start);
-    let to = offset + listen.focus.end;
-    if (Number.isFinite(ui.audio.duration)) {
-      to = Math.min(to, ui.audio.duration);
-      from = Math.min(from, to);
+  // Go to a second of the recording (from the chart); play from there when asked.
+  function seekRecording(t, play) {
+    if (!player.ws || !player.scope) return;
+    const duration = player.ws.getDuration();
+    const clipTime = Math.min(Math.max(0, t - player.clipStart), duration || 0);
+    player.ws.setTime(clipTime);
+    showTime(clipTime);
+    if (play) {
+      recordPlayed(player.scope);
+      player.ws.play();
     }
-    listen.from = from;
-    listen.stopAt = to;
-    ui.audio.currentTime = from;
-    ui.audio.play().catch((error) => {
-      stopFocus();
+  }
+
+  function recordPlayed(scope) {
+    const item = state.held;
+    if (!item || !scope || player.played.has(scope)) return;
+    player.played.add(scope);
+    api("POST", itemPath(item.id, "/played"), { scope }).catch(() => {}); // history only: never in the way
+  }
+
+  async function playScope(scope, from, to, label = scope) {
+    const item = state.held;
+    if (!item || !player.ws) return;
+    if (!(await loadScope(item, scope)) || state.held !== item) return;
+    recordPlayed(label);
+    player.ws.play(from(), to ? to() : undefined).catch((error) => {
       if (error.name !== "AbortError") audioNote(`Could not play: ${error.message}`, "error");
     });
-    cancelAnimationFrame(listen.frame);
-    const tick = () => {
-      if (listen.stopAt === null) return;
-      checkFocusEnd();
-      if (listen.stopAt !== null) listen.frame = requestAnimationFrame(tick);
-    };
-    listen.frame = requestAnimationFrame(tick);
   }
 
-  // Checked every frame (and on timeupdate, for a background tab where frames stop).
-  function checkFocusEnd() {
-    if (listen.stopAt !== null && ui.audio.currentTime >= listen.stopAt) {
-      ui.audio.pause();
-      stopFocus();
+  const segmentOffset = () => state.held.segment.start - player.clipStart;
+
+  function togglePlay() {
+    if (!player.ws) return;
+    if (!player.scope) {
+      playSegment();
+      return;
     }
+    if (!player.ws.isPlaying()) recordPlayed(player.scope);
+    player.ws.playPause();
   }
 
-  function stopFocus() {
-    listen.stopAt = null;
-    listen.from = null;
-    cancelAnimationFrame(listen.frame);
-    listen.frame = 0;
+  const playSegment = () => playScope("segment", () => 0);
+  const playCall = (scope = "call") => playScope(scope, () => Math.max(0, segmentOffset() - LEAD_IN));
+
+  function playFocus() {
+    if (!player.focus) return;
+    const scope = player.scope || "segment";
+    playScope(scope, () => segmentOffset() + player.focus.start, () => segmentOffset() + player.focus.end, "focus");
+  }
+
+  function zoom(factor) {
+    if (!player.ws || !player.scope) return;
+    const duration = player.ws.getDuration();
+    const fit = duration ? ui.waveform.clientWidth / duration : 50;
+    const next = Math.min(2000, Math.max(fit, (player.pxPerSec || fit) * factor));
+    player.ws.zoom(next <= fit ? 0 : next);
   }
 
   // ---------- the lease ----------
@@ -681,8 +913,7 @@
         ui.lease.textContent = "";
         return;
       }
-      const expires = new Date(item.lease_expires_at);
-      const left = Math.round((expires - Date.now()) / 1000);
+      const left = Math.round((new Date(item.lease_expires_at) - Date.now()) / 1000);
       ui.lease.replaceChildren();
       if (left > 0) {
         const mm = Math.floor(left / 60);
@@ -691,8 +922,7 @@
         ui.lease.dataset.kind = left <= 60 ? "warning" : "";
       } else {
         ui.lease.append(
-          "Lease expired at ",
-          timeEl(item.lease_expires_at, false),
+          "Lease expired at ", timeEl(item.lease_expires_at, false),
           ". Another reviewer may take this item; resolving will fail unless you claim it again.",
         );
         ui.lease.dataset.kind = "expired";
@@ -705,86 +935,188 @@
 
   // ---------- resolve / release ----------
 
-  function selectedLabel() {
-    const checked = ui.labels.querySelector("input:checked");
-    return checked ? checked.value : null;
+  function chosenLabels() {
+    const first = ui.labels.querySelector("input:checked");
+    if (!first) return null;
+    const second = ui.second.value;
+    return second && second !== first.value ? [first.value, second] : [first.value];
   }
 
+  // Resolve, then claim the next item within the filters: the keyboard loop.
   function resolve(event) {
-    event.preventDefault();
+    if (event) event.preventDefault();
     const item = state.held;
-    if (!item) return;
-    const label = selectedLabel();
-    if (!label) {
-      showStatus("Pick a label first.", "error");
-      ui.labels.querySelector("input").focus();
+    if (!item || state.busy) return;
+    const labels = chosenLabels();
+    if (!labels) {
+      showStatus("Pick a label first (keys 1–9).", "error");
+      focusLabels();
       return;
     }
     const note = ui.note.value.trim();
+    if (state.admin) return decideAsAdmin(item, labels, note);
+    performance.mark("emoq:resolve");
+    let message = "";
     return busy(async () => {
       try {
-        await api("POST", `v1/review-items/${encodeURIComponent(item.id)}/resolve`, { label, note: note || null });
+        const done = await api("POST", itemPath(item.id, "/resolve"), { labels, note: note || null });
         dropHeld();
-        showStatus(`Resolved as “${label}”.`, "success");
-        ui.claimNext.focus();
+        const what = {
+          resolved: "Resolved",
+          disagreement: "Sent to an admin (the two reviewers disagree)",
+        }[done.status] || "Recorded (a second reviewer decides too)";
+        message = `${what}: “${labels.join(" + ")}”. `;
+        showStatus(message, "success");
       } catch (error) {
         report(error, "Could not resolve: ");
-        if (error instanceof ApiError && (error.code === "not_claimed" || error.code === "already_resolved")) {
+        // The item is no longer this reviewer's (lease gone, decided elsewhere): back to the queue, which
+        // says what happened, rather than straight into another item.
+        if (error instanceof ApiError && ["not_claimed", "already_resolved", "awaiting_adjudication"].includes(error.code)) {
           dropHeld();
+          await refreshQueue().catch(report);
         }
+        return;
       }
-      await loadQueue().catch(report);
+      if (await takeNext(message)) performance.measure("emoq:next-item", "emoq:resolve");
+      else await refreshQueue().catch(report);
+    }).then(() => {
+      if (!state.held) focusQueue();
+    });
+  }
+
+  function decideAsAdmin(item, labels, note) {
+    const action = item.status === "disagreement" ? "adjudicate" : "correct";
+    return busy(async () => {
+      try {
+        await api("POST", itemPath(item.id, `/${action}`), { labels, note: note || null });
+        dropHeld();
+        showStatus(`${action === "adjudicate" ? "Adjudicated" : "Corrected"}: “${labels.join(" + ")}”.`, "success");
+        await loadQueue().catch(report);
+      } catch (error) {
+        report(error, `Could not ${action}: `);
+      }
+    }).then(() => {
+      if (!state.held) focusQueue();
+    });
+  }
+
+  function reopen() {
+    const item = state.held;
+    if (!item || !state.admin) return;
+    return busy(async () => {
+      try {
+        await api("POST", itemPath(item.id, "/reopen"), { note: ui.note.value.trim() || null });
+        dropHeld();
+        showStatus("Reopened: the item waits for a new round of reviews.", "success");
+        await refreshQueue().catch(report);
+      } catch (error) {
+        report(error, "Could not reopen: ");
+      }
+    }).then(() => {
+      if (!state.held) focusQueue();
     });
   }
 
   function release() {
     const item = state.held;
     if (!item) return;
+    if (state.admin) {
+      dropHeld(); // an admin's view holds no lease: closing is all
+      busy(async () => loadQueue().catch(report)).then(focusQueue);
+      return;
+    }
     return busy(async () => {
       try {
-        await api("POST", `v1/review-items/${encodeURIComponent(item.id)}/release`);
+        await api("POST", itemPath(item.id, "/release"));
         dropHeld();
         showStatus("Released: the item is back in the queue.", "success");
-        ui.claimNext.focus();
       } catch (error) {
         report(error, "Could not release: ");
         if (error instanceof ApiError && error.code === "not_claimed") dropHeld();
       }
-      await loadQueue().catch(report);
+      await refreshQueue().catch(report);
+    }).then(() => {
+      if (!state.held) focusQueue();
     });
   }
 
   // ---------- wiring ----------
 
-  function buildLabelPicker() {
+  function buildLabelPickers() {
     ui.labels.replaceChildren(
       ...LABELS.map((label, i) => {
         const id = `label-${label}`;
         return el(
-          "div",
-          { className: "label-option" },
+          "div", { className: "label-option", title: DEFINITIONS[label] },
           el("input", { type: "radio", name: "label", id, value: label, required: true }),
           el("label", { for: id }, el("kbd", { text: String(i + 1) }), ` ${label}`),
         );
       }),
     );
+    for (const label of LABELS) ui.second.append(el("option", { value: label, text: label }));
+    ui.definitions.replaceChildren(
+      ...LABELS.flatMap((label) => [el("dt", { text: label }), el("dd", { text: DEFINITIONS[label] })]),
+    );
+    for (const reason of REASONS) ui.filterReason.append(el("option", { value: reason, text: words(reason) }));
+  }
+
+  // 1–9 (top row or keypad): the label; with Shift: the second label (again: none).
+  function digitOf(event) {
+    const m = /^(?:Digit|Numpad)([1-9])$/.exec(event.code);
+    return m ? Number(m[1]) : null;
   }
 
   function onKey(event) {
-    if (ui.itemSection.hidden || event.altKey || event.ctrlKey || event.metaKey) return;
+    if (event.altKey || event.ctrlKey || event.metaKey || ui.workspace.hidden) return;
     const target = event.target;
-    if (target && (target.tagName === "TEXTAREA" || (target.tagName === "INPUT" && target.type !== "radio"))) return;
-    const n = Number(event.key);
-    if (Number.isInteger(n) && n >= 1 && n <= LABELS.length) {
-      const input = $(`label-${LABELS[n - 1]}`);
-      input.checked = true;
-      input.focus();
-      event.preventDefault();
+    const typing = target && (target.tagName === "TEXTAREA" || target.tagName === "SELECT" ||
+      (target.tagName === "INPUT" && target.type !== "radio"));
+    if (typing) {
+      if (event.key === "Escape") target.blur(); // back to the shortcuts
+      return;
     }
+    const onControl = target && (target.tagName === "BUTTON" || target.tagName === "A" || target.tagName === "SUMMARY");
+    if (!state.held) {
+      if (event.key === "n" || event.key === "N") {
+        event.preventDefault();
+        claimNext();
+      }
+      return;
+    }
+    const digit = digitOf(event);
+    if (digit !== null && digit <= LABELS.length) {
+      const label = LABELS[digit - 1];
+      if (event.shiftKey) {
+        ui.second.value = ui.second.value === label ? "" : label; // again: none
+      } else {
+        const input = $(`label-${label}`);
+        input.checked = true;
+        input.focus({ preventScroll: true });
+      }
+      event.preventDefault();
+      return;
+    }
+    const actions = {
+      Enter: () => resolve(),
+      " ": togglePlay,
+      Escape: release,
+      s: playSegment,
+      f: playFocus,
+      w: () => playCall("call"),
+      o: () => playCall("other"),
+      "+": () => zoom(2),
+      "=": () => zoom(2),
+      "-": () => zoom(0.5),
+    };
+    const action = actions[event.key.length === 1 ? event.key.toLowerCase() : event.key];
+    if (!action || (onControl && (event.key === "Enter" || event.key === " "))) return; // a focused button acts itself
+    event.preventDefault();
+    action();
   }
 
   function init() {
-    buildLabelPicker();
+    buildLabelPickers();
+    restoreFilters();
     ui.keyForm.addEventListener("submit", (event) => {
       event.preventDefault();
       const value = ui.keyInput.value.trim();
@@ -796,34 +1128,25 @@
       useKey(value);
     });
     ui.forgetKey.addEventListener("click", forgetKey);
+    ui.filters.addEventListener("submit", applyFilters);
     ui.claimNext.addEventListener("click", claimNext);
-    ui.refresh.addEventListener("click", () =>
-      busy(async () => {
-        await loadQueue().catch(report);
-      }),
-    );
-    ui.loadMore.addEventListener("click", () =>
-      busy(async () => {
-        await loadQueue(true).catch(report);
-      }),
-    );
+    ui.refresh.addEventListener("click", () => busy(async () => refreshQueue().catch(report)));
+    ui.loadMore.addEventListener("click", () => busy(async () => loadQueue(true).catch(report)));
     ui.resolveForm.addEventListener("submit", resolve);
-    ui.playFocus.addEventListener("click", playFocus);
-    ui.audio.addEventListener("timeupdate", checkFocusEnd);
-    ui.audio.addEventListener("pause", stopFocus);
-    ui.audio.addEventListener("ended", stopFocus);
-    ui.audio.addEventListener("seeking", () => {
-      // The reviewer moved the playhead out of the window: play on normally from there.
-      const t = ui.audio.currentTime;
-      if (listen.stopAt !== null && (t < listen.from - 0.05 || t > listen.stopAt)) stopFocus();
-    });
-    ui.audio.addEventListener("error", () => {
-      if (listen.url) audioNote("The browser could not play this audio.", "error");
-    });
     ui.release.addEventListener("click", release);
+    ui.reopen.addEventListener("click", reopen);
+    ui.history.addEventListener("toggle", loadHistory);
+    for (const b of ui.views.querySelectorAll("button")) b.addEventListener("click", () => setView(b.dataset.view));
+    ui.playPause.addEventListener("click", togglePlay);
+    ui.playSegment.addEventListener("click", playSegment);
+    ui.playFocus.addEventListener("click", playFocus);
+    ui.playCall.addEventListener("click", () => playCall("call"));
+    ui.playOther.addEventListener("click", () => playCall("other"));
+    ui.zoomIn.addEventListener("click", () => zoom(2));
+    ui.zoomOut.addEventListener("click", () => zoom(0.5));
     document.addEventListener("keydown", onKey);
 
-    const key = sessionStorage.getItem(KEY_STORE);
+    const key = window.Emoq.key.get();
     if (key) useKey(key);
     else ui.keyInput.focus();
   }
