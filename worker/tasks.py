@@ -6,6 +6,7 @@ import contextlib
 import logging
 import uuid
 
+import redis
 from billiard.exceptions import SoftTimeLimitExceeded
 from celery import Task, shared_task
 from celery.signals import worker_process_init
@@ -76,7 +77,11 @@ def _analyse(self: Task, ctx: WorkerContext, delivery: Delivery) -> None:
 @shared_task(bind=True, name=SWEEP_TASK)
 def sweep(self: Task) -> dict[str, int]:
     ctx = get_context(load_settings())
-    return sweep_stale_jobs(ctx.sessions, ctx.settings.queue, Publisher(self.app, ctx.sessions))
+    broker = redis.Redis.from_url(ctx.settings.queue.redis_url)
+    try:
+        return sweep_stale_jobs(ctx.sessions, ctx.settings.queue, Publisher(self.app, ctx.sessions), broker)
+    finally:
+        broker.close()
 
 
 @shared_task(bind=True, name=NOTIFY_TASK)
