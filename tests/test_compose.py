@@ -53,3 +53,12 @@ def test_readme_documents_every_setting():
     readme = (ROOT / "README.md").read_text()
     missing = [name for name in Settings.variables() if f"`{name}`" not in readme]
     assert missing == []
+
+
+def test_redis_persists_in_compose_and_in_the_local_stack():
+    # A Redis that restarts empty drops every queued message (the sweep then
+    # re-publishes them, but a minute late); both stacks keep an append-only file.
+    command = compose()["services"]["redis"]["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    stack = (ROOT / "scripts" / "stack.sh").read_text()
+    assert "--appendonly yes" in stack and "--appendonly no" not in stack
