@@ -51,6 +51,7 @@ _SERVICE_FIXTURES = frozenset(
         "clean_db",
         "cli_env",
         "worker",
+        "fault_stack",
     }
 )
 _BROWSER_FIXTURES = frozenset({"browser", "page", "live_server"})
