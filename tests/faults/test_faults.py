@@ -5,9 +5,10 @@ Every scenario then waits for the batch and asserts what matters: no job lost,
 no result and no review item twice. Settings are the defaults (sweep every
 60 s, EMOQ_STALE_QUEUED_SECONDS 6 h), so recovery is what an operator gets.
 
-The whole suite takes over 5 minutes on the 2-core development machine, so
-the two long scenarios are marked ``faults`` and run by ``make test-faults``
-(nightly); ``make test`` runs the other two."""
+The whole suite is not reliably inside CI's 5 minutes on the 2-core
+development machine (3 to 5.5 minutes, by its load), so the two long
+scenarios are marked ``faults`` and run by ``make test-faults`` (nightly);
+``make test`` runs the other two."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def finish(stack: FaultStack, ids: list[str], back_at: float, deadline: float) -
     return stack.tally(ids), recovered
 
 
-def record(table: list[Row], scenario: str, tally: Tally, recovered: float, detail: str) -> Row:
+def record(table: list[Row], scenario: str, tally: Tally, recovered: float, detail: str) -> None:
     row = Row(
         scenario=scenario,
         jobs=tally.jobs,
@@ -75,7 +76,6 @@ def record(table: list[Row], scenario: str, tally: Tally, recovered: float, deta
     )
     table.append(row)
     print(f"\n{Row.HEADER}\n{row.markdown()}")
-    return row
 
 
 def assert_nothing_lost(tally: Tally) -> None:
@@ -166,7 +166,7 @@ def outage(stack: FaultStack, stop: Callable[[], None], start: Callable[[], None
     def detail() -> str:
         # worker.tasks logs each transient failure it retries.
         retries = stack.worker.log_since(offset).count("transient failure, retry in")
-        return f"down {OUTAGE_SECONDS:.0f} s + its start; {retries} retries"
+        return f"down {OUTAGE_SECONDS:.0f} s + its start; retries: {retries}"
 
     return back_at, detail
 
