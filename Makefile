@@ -8,6 +8,9 @@
 #   make test          venv, system-deps, services, lint, then pytest on the emoq_test database
 #                      (extra pytest arguments: make test PYTEST_ARGS="-k auth -x")
 #   make test-unit     the pure tests only (pytest -m unit): no service is started or needed
+#   make test-faults   the whole fault suite (tests/faults): services killed under load; prints a table
+#                      (its own PostgreSQL, Redis, S3, API and worker on spare loopback ports; over
+#                      5 min, so nightly by .ci/nightly; make test runs its two short scenarios)
 #   make lint          ruff check, ruff format --check, lint-imports (layer contracts), mypy
 #   make bench         python -m bench.inference $(BENCH_ARGS)
 #   make status / services-down / constraints / clean / distclean
@@ -44,7 +47,7 @@ ifeq ($(shell command -v redis-server >/dev/null 2>&1 || echo missing),missing)
 SYSTEM_PACKAGES += redis-server
 endif
 
-.PHONY: help venv system-deps services services-down status migrate run test test-unit lint bench constraints clean distclean
+.PHONY: help venv system-deps services services-down status migrate run test test-unit test-faults lint bench constraints clean distclean
 
 help:
 	@sed -n 's/^#   make /  make /p' $(THIS_MAKEFILE)
@@ -82,6 +85,11 @@ test: venv system-deps lint services
 
 test-unit: venv
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+# Needs no running service: the suite starts its own. -m "" lifts pyproject's
+# default "not faults", so the long scenarios run too.
+test-faults: venv system-deps
+	$(PY) -m pytest tests/faults -m "" $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -92,8 +92,9 @@ class QueueSettings(BaseSettings):
     max_deliveries: int = 3
     retry_max: int = 5
     retry_backoff_max_seconds: int = 300
-    # Published but still queued after this long: the message is presumed lost
-    # (Redis restarted without persistence). Keep it above the longest backlog.
+    # Last resort: a job still queued this long is re-published if the broker no
+    # longer holds its message. (Jobs published before the broker last started
+    # are checked at every sweep; a waiting message is never re-published.)
     stale_queued_seconds: int = 21600
     sweep_interval_seconds: int = 60
     # How often beat runs the retention purge (EMOQ_AUDIO_RETENTION_DAYS, EMOQ_RESULT_RETENTION_DAYS).

@@ -350,7 +350,8 @@ redis_up() {
         mkdir -p "$VAR/redis"
         local bind=(127.0.0.1 -::1)
         [ "$REDIS_HOST" = "::1" ] && bind=(::1)
-        local args=(--bind "${bind[@]}" --port "$REDIS_PORT" --save "" --appendonly no
+        # Append-only, like compose's: a restart keeps the queued messages (var/redis).
+        local args=(--bind "${bind[@]}" --port "$REDIS_PORT" --save "" --appendonly yes --appendfsync everysec
                     --dir "$VAR/redis" --daemonize no --logfile "" --set-proc-title no)
         [ -n "$REDIS_PASS" ] && args+=(--requirepass "$REDIS_PASS")
         log "redis: starting redis-server on $REDIS_HOST:$REDIS_PORT (log $LOG_DIR/redis.log)"

@@ -54,6 +54,7 @@ _SERVICE_FIXTURES = frozenset(
         "clean_db",
         "cli_env",
         "worker",
+        "fault_stack",
     }
 )
 _BROWSER_FIXTURES = frozenset({"browser", "page", "live_server"})

@@ -121,3 +121,12 @@ def test_api_runs_threaded_workers_for_concurrent_uploads():
     command = compose()["services"]["api"]["command"]
     assert command[command.index("--worker-class") + 1] == "gthread" and "--threads" in command
     assert "gthread" in (ROOT / "Dockerfile").read_text() and "gthread" in (ROOT / "scripts" / "run.sh").read_text()
+
+
+def test_redis_persists_in_compose_and_in_the_local_stack():
+    # A Redis that restarts empty drops every queued message (the sweep then
+    # re-publishes them, but a minute late); both stacks keep an append-only file.
+    command = compose()["services"]["redis"]["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    stack = (ROOT / "scripts" / "stack.sh").read_text()
+    assert "--appendonly yes" in stack and "--appendonly no" not in stack

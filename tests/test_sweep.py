@@ -34,7 +34,7 @@ def age(sessions, job_id, **columns):
         session.execute(update(Job).where(Job.id == job_id).values(**columns))
 
 
-def test_sweep(sessions, store, keys, settings):
+def test_sweep(sessions, store, keys, settings, redis_client):
     submitter = key_id(sessions, "submitter")
     old = datetime.now(UTC) - timedelta(hours=12)  # past every staleness limit
     never_published = make_job(sessions, store, b"x", submitter)
@@ -50,7 +50,7 @@ def test_sweep(sessions, store, keys, settings):
     age(sessions, dying.id, started_at=old, lost_deliveries=settings.queue.max_deliveries - 1)
 
     broker = RecordingBroker()
-    counts = sweep_stale_jobs(sessions, settings.queue, Publisher(broker, sessions))  # type: ignore[arg-type]
+    counts = sweep_stale_jobs(sessions, settings.queue, Publisher(broker, sessions), redis_client)  # type: ignore[arg-type]
     published = [
         (uuid.UUID(args[0]), uuid.UUID(task_id)) for name, args, task_id in broker.sent if name == ANALYSE_TASK
     ]
@@ -70,12 +70,13 @@ def test_sweep(sessions, store, keys, settings):
     assert notified == [dying.id]  # so its webhook fires
 
 
-def test_failed_publish_is_left_for_the_next_sweep(sessions, store, keys, settings):
+def test_failed_publish_is_left_for_the_next_sweep(sessions, store, keys, settings, redis_client):
     job = make_job(sessions, store, b"x", key_id(sessions, "submitter"))
     age(sessions, job.id, created_at=datetime.now(UTC) - timedelta(hours=1))
 
     down = Publisher(RecordingBroker(down=True), sessions)  # type: ignore[arg-type]
-    assert sweep_stale_jobs(sessions, settings.queue, down) == {"republished": 0, "failed": 0}
+    assert sweep_stale_jobs(sessions, settings.queue, down, redis_client) == {"republished": 0, "failed": 0}
     with sessions() as session:
         assert session.get(Job, job.id).enqueued_at is None
-    assert sweep_stale_jobs(sessions, settings.queue, Publisher(RecordingBroker(), sessions))["republished"] == 1  # type: ignore[arg-type]
+    up = Publisher(RecordingBroker(), sessions)  # type: ignore[arg-type]
+    assert sweep_stale_jobs(sessions, settings.queue, up, redis_client)["republished"] == 1

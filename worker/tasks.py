@@ -7,6 +7,7 @@ import logging
 import uuid
 from collections.abc import Callable
 
+import redis
 from billiard.exceptions import SoftTimeLimitExceeded
 from celery import Task, shared_task
 from celery.signals import worker_process_init
@@ -95,7 +96,11 @@ def _analyse(self: Task, ctx: WorkerContext, delivery: Delivery) -> None:
 def sweep(self: Task) -> dict[str, int]:
     ctx = get_context(load_settings())
     publisher = Publisher(self.app, ctx.sessions)
-    counts = sweep_stale_jobs(ctx.sessions, ctx.settings.queue, publisher)
+    broker = redis.Redis.from_url(ctx.settings.queue.redis_url)
+    try:
+        counts = sweep_stale_jobs(ctx.sessions, ctx.settings.queue, publisher, broker)
+    finally:
+        broker.close()
     counts["batches_finished"] = finish_idle_batches(ctx.sessions, publisher)
     counts["idempotency_keys_purged"] = purge_idempotency_keys(ctx.sessions, ctx.settings.batches)
     return counts
