@@ -13,6 +13,7 @@ import json
 import tempfile
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,9 @@ from api import params
 from api.auth import requires
 from api.batches import visible_batch
 from api.errors import Problem
-from api.exports import RECORDING_COLUMNS, csv_line, csv_value, recording_row
+from api.exports import CSV_COLUMNS, HUMAN_COLUMNS, csv_line, csv_value, human_row, recording_row
 from api.services import services
+from domain import review_outcome
 from models import EMOTION_LABELS, Job, Result, Role
 
 bp = Blueprint("batch_results", __name__, url_prefix="/v1/batches")
@@ -43,7 +45,7 @@ _CHUNK = 1 << 16
 _MIMETYPES = {"csv": "text/csv", "jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
 # Parquet types of the columns that are not strings.
 _FLOATS = {"duration_seconds", "primary_confidence", "start", "end"} | {f"score_{label}" for label in EMOTION_LABELS}
-_INTS = {"channels", "calibration_version", "segment", "channel"}
+_INTS = {"channels", "calibration_version", "segment", "channel", "review_items", "review_resolved"}
 
 
 def _r(value: Any, digits: int) -> float | None:
@@ -90,7 +92,7 @@ def _segment_rows(job: Job, result: Result) -> Iterator[dict[str, Any]]:
 
 def _schema(columns: list[str]) -> pa.Schema:
     def kind(column: str) -> pa.DataType:
-        if column == "flags":
+        if column in ("flags", "human_labels", "reviewers"):
             return pa.list_(pa.string())
         if column == "random_weights":
             return pa.bool_()
@@ -147,7 +149,7 @@ def batch_results(batch_id: uuid.UUID) -> Response:
         name = batch.name
         # Mono recordings without named roles are analysed as one 'speaker'.
         roles = list(batch.channel_roles or ["speaker"])
-    columns = list(RECORDING_COLUMNS) + role_columns(roles) if kind == "recording" else list(SEGMENT_COLUMNS)
+    columns = list(CSV_COLUMNS) + role_columns(roles) if kind == "recording" else list(SEGMENT_COLUMNS)
     query = (
         select(Job, Result)
         .outerjoin(Result, Result.job_id == Job.id)
@@ -158,11 +160,14 @@ def batch_results(batch_id: uuid.UUID) -> Response:
 
     def rows() -> Iterator[dict[str, Any]]:
         with sessions() as session:
-            for job, result in session.execute(query):
-                if kind == "recording":
-                    yield {**recording_row(job, result), **_role_values(result, roles)}
-                elif result is not None:
-                    yield from _segment_rows(job, result)
+            for chunk in session.execute(query).partitions():  # yield_per rows at a time
+                reviews = review_outcome.reviews_by_job(session, [job.id for job, _ in chunk], datetime.now(UTC))
+                for job, result in chunk:
+                    if kind == "recording":
+                        human = human_row(result, reviews.get(job.id, {})) if result else dict.fromkeys(HUMAN_COLUMNS)
+                        yield recording_row(job, result) | human | _role_values(result, roles)
+                    elif result is not None:
+                        yield from _segment_rows(job, result)
 
     if fmt == "csv":
         body = _csv(rows(), columns)

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import get_args
 
 from flask import Blueprint, Response, request
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from analysis.labels import EMOTION_LABELS
@@ -21,7 +21,7 @@ from api.review_bodies import evidence, item_body
 from api.services import services
 from config.settings import ReviewFlag
 from domain import review_queue
-from models import Job, Result, ReviewItem, Role
+from models import Batch, Job, Result, ReviewItem, Role
 from models.db import transaction
 
 bp = Blueprint("review", __name__, url_prefix="/v1/review-items")
@@ -63,23 +63,28 @@ def when_arg(name: str) -> datetime | None:
 
 
 def queue_filter() -> review_queue.QueueFilter:
-    """``reason`` (repeatable or comma-separated), ``domain``, ``since``/``until`` (created), ``job_id``, ``external_id``."""
+    """``reason`` (repeatable or comma-separated), ``domain``, ``since``/``until`` (created), ``job_id``,
+    ``external_id``, ``batch_id``."""
     reasons = tuple(r for value in request.args.getlist("reason") for r in value.split(",") if r)
     if unknown := [r for r in reasons if r not in FLAGS]:
         raise Problem(400, "invalid_reason", f"unknown reason(s) {unknown}; reasons are {list(FLAGS)}")
-    job_id = request.args.get("job_id") or None
-    try:
-        job = uuid.UUID(job_id) if job_id else None
-    except ValueError:
-        raise Problem(400, "invalid_job_id", "job_id must be a job's id (a UUID)") from None
     return review_queue.QueueFilter(
         reasons=reasons,
         domain=request.args.get("domain") or None,
         since=when_arg("since"),
         until=when_arg("until"),
-        job_id=job,
+        job_id=_uuid_arg("job_id", "a job's id"),
         external_id=request.args.get("external_id") or None,
+        batch_id=_uuid_arg("batch_id", "a batch's id"),
     )
+
+
+def _uuid_arg(name: str, what: str) -> uuid.UUID | None:
+    value = request.args.get(name) or None
+    try:
+        return uuid.UUID(value) if value else None
+    except ValueError:
+        raise Problem(400, f"invalid_{name}", f"{name} must be {what} (a UUID)") from None
 
 
 def body_of(session: Session, item: ReviewItem, at: datetime, *, with_evidence: bool = False) -> dict:
@@ -96,10 +101,14 @@ def body_of(session: Session, item: ReviewItem, at: datetime, *, with_evidence: 
 
 
 def announce(session: Session, outcome: review_queue.Outcome) -> uuid.UUID | None:
-    """The decision to announce once committed: a final answer on a job with a callback."""
+    """The decision to announce once committed: a final answer on a job with a callback (its own or its batch's)."""
     if not outcome.resolved:
         return None
-    callback = session.scalar(select(Job.callback_url).where(Job.id == outcome.item.job_id))
+    callback = session.scalar(
+        select(func.coalesce(Job.callback_url, Batch.callback_url))
+        .outerjoin(Batch, Batch.id == Job.batch_id)
+        .where(Job.id == outcome.item.job_id)
+    )
     return outcome.decision.id if callback else None
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -85,6 +85,7 @@ def evidence(session: Session, item: ReviewItem) -> dict[str, Any]:
     row = session.execute(
         select(
             Job.external_id,
+            Job.batch_id,
             Job.domain,
             Job.duration_seconds,
             Job.channels,
@@ -98,11 +99,12 @@ def evidence(session: Session, item: ReviewItem) -> dict[str, Any]:
         .join(Result, Result.job_id == Job.id)
         .where(Job.id == item.job_id)
     ).one()
-    segment = dict(row[-1] or {})
+    segment: dict[str, Any] = dict(cast("dict[str, Any] | None", row[-1]) or {})
     segment.pop("frames_key", None)  # a storage key, not evidence
     return {
         "call": {
             "external_id": row.external_id,
+            "batch_id": row.batch_id and str(row.batch_id),
             "domain": row.domain,
             "duration_seconds": row.duration_seconds,
             "channels": row.channels,

@@ -103,6 +103,7 @@ class QueueFilter:
     until: datetime | None = None  # created before
     job_id: uuid.UUID | None = None
     external_id: str | None = None
+    batch_id: uuid.UUID | None = None
 
     def apply(self, query: Select) -> Select:
         if self.reasons:
@@ -117,6 +118,8 @@ class QueueFilter:
             query = query.where(ReviewItem.job_id == self.job_id)
         if self.external_id is not None:
             query = query.where(ReviewItem.job_id.in_(select(Job.id).where(Job.external_id == self.external_id)))
+        if self.batch_id is not None:
+            query = query.where(ReviewItem.job_id.in_(select(Job.id).where(Job.batch_id == self.batch_id)))
         return query
 
 

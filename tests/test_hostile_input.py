@@ -101,7 +101,10 @@ def wav_header_only(channels: int, rate: int, bits: int) -> bytes:
 CASES: dict[str, Case] = {
     # --- multipart edge cases and recordings refused at the door
     "no-file-field": upload(field_part("granularity", b"frame"), status=400, code="file_missing"),
-    "file-under-another-name": upload((b'name="audio"; filename="a.wav"', b"RIFF"), status=400, code="file_missing"),
+    # issue 9: an unknown field is named, whatever it carries
+    "file-under-another-name": upload(
+        (b'name="audio"; filename="a.wav"', b"RIFF"), status=400, code="unknown_parameters"
+    ),
     "empty-file": upload(file_part(b""), status=400, code="empty_upload"),
     "text-file": upload(file_part(b"hello,world\n" * 50), status=415, code="not_audio"),
     "png-file": upload(file_part(b"\x89PNG\r\n\x1a\n" + bytes(100)), status=415, code="not_audio"),
@@ -161,23 +164,37 @@ CASES: dict[str, Case] = {
         field_part("callback_url", b"https://example.com/" + b"a" * 2000), code="invalid_callback_url"
     ),
     "callback-aws-metadata": with_file(
-        field_part("callback_url", b"http://169.254.169.254/latest/meta-data/"), code="callback_url_private"
+        field_part("callback_url", b"http://169.254.169.254/latest/meta-data/"), status=422, code="callback_url_private"
     ),
     "callback-gcp-metadata": with_file(
-        field_part("callback_url", b"http://metadata.google.internal/computeMetadata/v1/"), code="callback_url_private"
+        field_part("callback_url", b"http://metadata.google.internal/computeMetadata/v1/"),
+        status=422,
+        code="callback_url_private",
     ),
-    "callback-loopback": with_file(field_part("callback_url", b"http://127.0.0.1:6379/"), code="callback_url_private"),
-    "callback-localhost": with_file(field_part("callback_url", b"http://localhost:5432/"), code="callback_url_private"),
-    "callback-ipv6-loopback": with_file(field_part("callback_url", b"http://[::1]:8333/"), code="callback_url_private"),
+    "callback-loopback": with_file(
+        field_part("callback_url", b"http://127.0.0.1:6379/"), status=422, code="callback_url_private"
+    ),
+    "callback-localhost": with_file(
+        field_part("callback_url", b"http://localhost:5432/"), status=422, code="callback_url_private"
+    ),
+    "callback-ipv6-loopback": with_file(
+        field_part("callback_url", b"http://[::1]:8333/"), status=422, code="callback_url_private"
+    ),
     "callback-ipv4-mapped-metadata": with_file(
-        field_part("callback_url", b"http://[::ffff:169.254.169.254]/"), code="callback_url_private"
+        field_part("callback_url", b"http://[::ffff:169.254.169.254]/"), status=422, code="callback_url_private"
     ),
-    "callback-private-10": with_file(field_part("callback_url", b"https://10.0.0.5/hook"), code="callback_url_private"),
-    "callback-private-192": with_file(field_part("callback_url", b"http://192.168.1.1/"), code="callback_url_private"),
+    "callback-private-10": with_file(
+        field_part("callback_url", b"https://10.0.0.5/hook"), status=422, code="callback_url_private"
+    ),
+    "callback-private-192": with_file(
+        field_part("callback_url", b"http://192.168.1.1/"), status=422, code="callback_url_private"
+    ),
     "callback-integer-address": with_file(
-        field_part("callback_url", b"http://2130706433/"), code="callback_url_private"
+        field_part("callback_url", b"http://2130706433/"), status=422, code="callback_url_private"
     ),
-    "callback-unspecified": with_file(field_part("callback_url", b"http://0.0.0.0:7860/"), code="callback_url_private"),
+    "callback-unspecified": with_file(
+        field_part("callback_url", b"http://0.0.0.0:7860/"), status=422, code="callback_url_private"
+    ),
     # --- query strings: NUL, bad values, bad cursors, huge
     "list-external-id-nul": Case("GET", "/v1/jobs?external_id=a%00b", 400, "invalid_external_id"),
     "list-external-id-control": Case("GET", "/v1/jobs?external_id=a%07b", 400, "invalid_external_id"),

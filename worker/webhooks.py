@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import WebhookSettings
 from domain.network import private_address
-from models import ApiKey, Job, JobStatus, ReviewDecision, ReviewItem, ReviewStatus
+from models import ApiKey, Batch, Job, JobStatus, ReviewDecision, ReviewItem, ReviewStatus
 from models.db import transaction
 
 EVENT = "job.finished"
@@ -129,23 +129,26 @@ def review_event_body(job: Job, item: ReviewItem, decision: ReviewDecision, revi
 def deliver_review(
     sessions: sessionmaker[Session], webhooks: WebhookSettings, item_id: uuid.UUID, decision_id: uuid.UUID
 ) -> bool:
-    """POST ``review.resolved`` once to the job's callback; raises WebhookFailed for a retry.
+    """POST ``review.resolved`` once to the job's callback, or its batch's; raises WebhookFailed for a retry.
     False when there is nothing to say: no callback, or the item was reopened meanwhile
     (its next final answer is announced then)."""
     with sessions() as session:
         row = session.execute(
-            select(ReviewItem, ReviewDecision, Job, ApiKey.name)
+            select(ReviewItem, ReviewDecision, Job, ApiKey.name, Batch.callback_url)
             .join(ReviewDecision, ReviewDecision.item_id == ReviewItem.id)
             .join(Job, Job.id == ReviewItem.job_id)
+            .outerjoin(Batch, Batch.id == Job.batch_id)
             .join(ApiKey, ApiKey.id == ReviewDecision.reviewer_id)
             .where(ReviewItem.id == item_id, ReviewDecision.id == decision_id)
         ).one_or_none()
         if row is None:
             return False
-        item, decision, job, reviewer = row
-        if not job.callback_url or item.status != ReviewStatus.resolved.value:
+        item, decision, job, reviewer, batch_callback = row
+        # A batch's jobs report to the batch's URL; people's answers are few, so each is sent.
+        url = job.callback_url or batch_callback
+        if not url or item.status != ReviewStatus.resolved.value:
             return False
-        url, body = job.callback_url, json.dumps(review_event_body(job, item, decision, reviewer)).encode()
+        body = json.dumps(review_event_body(job, item, decision, reviewer)).encode()
     error = post(url, REVIEW_EVENT, body, webhooks)
     if error:
         raise WebhookFailed(error)

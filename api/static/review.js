@@ -38,6 +38,7 @@
     keyState: $("key-state"), forgetKey: $("forget-key"), workspace: $("workspace"),
     filters: $("filters"), filterReason: $("filter-reason"), filterDomain: $("filter-domain"),
     filterSince: $("filter-since"), filterUntil: $("filter-until"), filterExternal: $("filter-external"),
+    filterBatch: $("filter-batch"),
     waiting: $("waiting"), reasonCounts: $("reason-counts"),
     queueSection: $("queue-section"), queue: $("queue"), queueCount: $("queue-count"), queueEmpty: $("queue-empty"),
     queueHeading: $("queue-heading"), loadMore: $("load-more"), claimNext: $("claim-next"), refresh: $("refresh"),
@@ -153,6 +154,7 @@
       since: ui.filterSince.value,
       until: ui.filterUntil.value,
       external_id: ui.filterExternal.value.trim(),
+      batch_id: ui.filterBatch.value.trim(),
     };
     state.filters = Object.fromEntries(Object.entries(f).filter(([, v]) => v));
     sessionStorage.setItem(FILTER_STORE, JSON.stringify(state.filters));
@@ -170,6 +172,7 @@
     ui.filterSince.value = saved.since || "";
     ui.filterUntil.value = saved.until || "";
     ui.filterExternal.value = saved.external_id || "";
+    ui.filterBatch.value = saved.batch_id || "";
     readFilters();
   }
 
@@ -423,6 +426,7 @@
     const channel = isNum(jobSegment.channel) ? ` (channel ${jobSegment.channel})` : "";
     const facts = [
       ["Call", call.external_id || "—"],
+      ["Batch", call.batch_id || "—"],
       ["Domain", item.domain || call.domain || "—"],
       ["Segment", `${segmentText(segment)}${isNum(segment.index) ? ` (#${segment.index})` : ""}`],
       ["Speaker", `${segment.role || "—"}${channel}`],
