@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 
 from analysis.labels import EMOTION_LABELS
 from domain.review_outcome import SegmentReview, with_reviews
-from models import Job, Result, ReviewDecision, ReviewItem
+from models import Batch, Job, Result, ReviewDecision, ReviewItem
 from models.db import transaction
 from tests.conftest import wait_until
 from tests.factories import key_id
@@ -83,13 +83,15 @@ def test_human_labels_take_the_segment_s_place_in_the_duration_weighted_rule():
     assert silent["final"]["source"] == "model"
 
 
-def make_reviewed_job(sessions, submitter, *, external_id: str, callback_url: str | None = None) -> uuid.UUID:
+def make_reviewed_job(
+    sessions, submitter, *, external_id: str, callback_url: str | None = None, batch_id: uuid.UUID | None = None
+) -> uuid.UUID:
     """A succeeded job with the CALL result and a pending review item on segment 1."""
     with transaction(sessions) as session:
         job = Job(
             object_key="recordings/none", sha256="0" * 64, size_bytes=1, submitter_id=submitter, status="succeeded",
             granularity="utterance", external_id=external_id, callback_url=callback_url,
-            finished_at=datetime.now(UTC),
+            finished_at=datetime.now(UTC), batch_id=batch_id,
         )  # fmt: skip
         session.add(job)
         session.flush()
@@ -199,3 +201,32 @@ def test_no_callback_no_announcement(client, keys, sessions, settings):
         decision = session.scalar(select(ReviewDecision.id).where(ReviewDecision.item_id == item_id))
     assert decision is not None
     assert deliver_review(sessions, settings.webhooks, item_id, decision) is False
+
+
+def test_a_batch_s_items_are_found_by_batch_and_announced_to_the_batch(client, keys, sessions, worker, request):
+    """A batch's jobs carry no callback of their own: people's answers go to the batch's URL."""
+    url, received, _ = request.getfixturevalue("receiver")
+    submitter = key_id(sessions, "submitter")
+    with transaction(sessions) as session:
+        batch = Batch(submitter_id=submitter, name="nightly", callback_url=url)
+        session.add(batch)
+        session.flush()
+        batch_id = batch.id
+    item_id = make_reviewed_job(sessions, submitter, external_id="call-7", batch_id=batch_id)
+    other = make_reviewed_job(sessions, submitter, external_id="call-8")
+
+    listed = client.get(f"/v1/review-items?batch_id={batch_id}", headers=keys["reviewer"]).get_json()["items"]
+    assert [i["id"] for i in listed] == [str(item_id)] and str(other) not in {i["id"] for i in listed}
+    assert (
+        client.get("/v1/review-items?batch_id=nope", headers=keys["reviewer"]).get_json()["code"] == "invalid_batch_id"
+    )
+    evidence = client.get(f"/v1/review-items/{item_id}", headers=keys["reviewer"]).get_json()["evidence"]
+    assert evidence["call"]["batch_id"] == str(batch_id)
+
+    claimed = client.post(f"/v1/review-items/claim-next?batch_id={batch_id}", headers=keys["reviewer"]).get_json()
+    assert claimed["id"] == str(item_id)
+    done = client.post(f"/v1/review-items/{item_id}/resolve", json={"labels": ["sad"]}, headers=keys["reviewer"])
+    assert done.status_code == 200, done.get_json()
+    wait_until(lambda: received, 60, "the review.resolved webhook at the batch's URL")
+    event = json.loads(received[0]["body"])
+    assert event["event"] == "review.resolved" and event["review_item_id"] == str(item_id)
