@@ -45,16 +45,6 @@ HUMAN_COLUMNS = [
 CSV_COLUMNS = RECORDING_COLUMNS + HUMAN_COLUMNS
 
 
-def _when(name: str) -> datetime | None:
-    value = request.args.get(name)
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise Problem(400, f"invalid_{name}", f"{name} must be an ISO 8601 date or time") from None
-
-
 Row = tuple[Job, Result | None, review_outcome.Reviews]
 
 
@@ -64,9 +54,9 @@ def _rows() -> Iterator[Row]:
         .outerjoin(Result, Result.job_id == Job.id)
         .where(Job.status.in_(("succeeded", "failed")), Job.deleted_at.is_(None))
     )
-    if (since := _when("since")) is not None:
+    if (since := params.when("since")) is not None:
         query = query.where(Job.finished_at >= since)
-    if (until := _when("until")) is not None:
+    if (until := params.when("until")) is not None:
         query = query.where(Job.finished_at < until)
     if current_key().role == Role.submitter.value:
         query = query.where(Job.submitter_id == current_key().id)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from flask import request
@@ -34,3 +35,14 @@ def json_object() -> dict[str, Any]:
     if not isinstance(body, dict):
         raise Problem(400, "invalid_json", "send a JSON object with Content-Type: application/json")
     return body
+
+
+def when(name: str) -> datetime | None:
+    """An optional ISO 8601 date or time in the query string; 400 ``invalid_<name>`` otherwise."""
+    value = request.args.get(name)
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise Problem(400, f"invalid_{name}", f"{name} must be an ISO 8601 date or time") from None

@@ -4,6 +4,7 @@ blinding, history) are ``domain.review_queue``."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import get_args
 
@@ -12,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from analysis.labels import EMOTION_LABELS
-from api import segment_audio
+from api import params, segment_audio
 from api.auth import current_key, requires
 from api.errors import Problem, problem_response
 from api.inputs import clean_text
@@ -52,16 +53,6 @@ def _viewer() -> tuple[uuid.UUID, bool]:
     return key.id, key.role == Role.admin.value
 
 
-def when_arg(name: str) -> datetime | None:
-    value = request.args.get(name)
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise Problem(400, f"invalid_{name}", f"{name} must be an ISO 8601 date or time") from None
-
-
 def queue_filter() -> review_queue.QueueFilter:
     """``reason`` (repeatable or comma-separated), ``domain``, ``since``/``until`` (created), ``job_id``,
     ``external_id``, ``batch_id``."""
@@ -71,8 +62,8 @@ def queue_filter() -> review_queue.QueueFilter:
     return review_queue.QueueFilter(
         reasons=reasons,
         domain=request.args.get("domain") or None,
-        since=when_arg("since"),
-        until=when_arg("until"),
+        since=params.when("since"),
+        until=params.when("until"),
         job_id=_uuid_arg("job_id", "a job's id"),
         external_id=request.args.get("external_id") or None,
         batch_id=_uuid_arg("batch_id", "a batch's id"),
@@ -201,10 +192,20 @@ def decision_input() -> tuple[list[object], str | None]:
 @bp.post("/<uuid:item_id>/resolve")
 @requires(Role.reviewer)
 def resolve(item_id: uuid.UUID) -> dict:
+    return decided(item_id, review_queue.decide)
+
+
+# A decision rule of domain.review_queue: decide, adjudicate, correct.
+Rule = Callable[[Session, uuid.UUID, uuid.UUID, Sequence[object], str | None, datetime], review_queue.Outcome]
+
+
+def decided(item_id: uuid.UUID, rule: Rule) -> dict:
+    """Apply one of the queue's decision rules to the request's labels and note, in one
+    transaction; announce a final answer once it is committed."""
     labels, note = decision_input()
     now = review_queue.now()
     with transaction(services().sessions) as session:
-        outcome = review_queue.decide(session, item_id, current_key().id, labels, note, now)
+        outcome = rule(session, item_id, current_key().id, labels, note, now)
         body, announced = body_of(session, outcome.item, now), announce(session, outcome)
     publish_announcement(item_id, announced)
     return body

@@ -4,15 +4,12 @@ final answer, reopen an item for a new round. The rules are ``domain.review_queu
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
-from datetime import datetime
 
 from flask import Blueprint, request
-from sqlalchemy.orm import Session
 
 from api.auth import current_key, requires
 from api.errors import Problem
-from api.review import announce, body_of, decision_input, publish_announcement
+from api.review import body_of, decided
 from api.services import services
 from domain import review_queue
 from models import Role
@@ -21,31 +18,18 @@ from models.db import transaction
 bp = Blueprint("review_admin", __name__, url_prefix="/v1/review-items")
 
 
-Rule = Callable[[Session, uuid.UUID, uuid.UUID, Sequence[object], str | None, datetime], review_queue.Outcome]
-
-
-def _decide(item_id: uuid.UUID, rule: Rule) -> dict:
-    labels, note = decision_input()
-    now = review_queue.now()
-    with transaction(services().sessions) as session:
-        outcome = rule(session, item_id, current_key().id, labels, note, now)
-        body, announced = body_of(session, outcome.item, now), announce(session, outcome)
-    publish_announcement(item_id, announced)
-    return body
-
-
 @bp.post("/<uuid:item_id>/adjudicate")
 @requires(Role.admin)
 def adjudicate(item_id: uuid.UUID) -> dict:
     """``{"labels": [...], "note": ...}`` on an item whose two reviewers disagreed."""
-    return _decide(item_id, review_queue.adjudicate)
+    return decided(item_id, review_queue.adjudicate)
 
 
 @bp.post("/<uuid:item_id>/correct")
 @requires(Role.admin)
 def correct(item_id: uuid.UUID) -> dict:
     """``{"labels": [...], "note": ...}`` replaces a resolved item's final labels."""
-    return _decide(item_id, review_queue.correct)
+    return decided(item_id, review_queue.correct)
 
 
 @bp.post("/<uuid:item_id>/reopen")

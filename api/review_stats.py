@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from flask import Blueprint
 
+from api import params
 from api.auth import requires
-from api.review import when_arg
 from api.services import services
 from domain import review_queue
 from domain.review_stats import review_stats
@@ -22,6 +22,6 @@ bp = Blueprint("review_stats", __name__, url_prefix="/v1/review-stats")
 @requires(Role.admin)
 def stats() -> dict:
     """``since``/``until`` (ISO 8601) bound the decisions counted; the backlog is always now."""
-    since, until = when_arg("since"), when_arg("until")
+    since, until = params.when("since"), params.when("until")
     with services().sessions() as session:
         return review_stats(session, review_queue.now(), since, until)
