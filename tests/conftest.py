@@ -122,11 +122,14 @@ def settings(test_env) -> Settings:
 
 
 def _ensure_database(url: str) -> None:
+    """A new, empty database of that name. Dropped first rather than migrated
+    down: a run of another branch may have left it at a revision this one
+    doesn't know (test_migrations covers the downgrade path)."""
     name = url.rsplit("/", 1)[1]
     admin = url.replace("postgresql+psycopg://", "postgresql://").rsplit("/", 1)[0] + "/postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def alembic_config(url: str) -> Config:
@@ -139,9 +142,7 @@ def alembic_config(url: str) -> Config:
 @pytest.fixture(scope="session")
 def database(settings) -> str:
     _ensure_database(settings.storage.database_url)
-    config = alembic_config(settings.storage.database_url)
-    command.downgrade(config, "base")
-    command.upgrade(config, "head")
+    command.upgrade(alembic_config(settings.storage.database_url), "head")
     return settings.storage.database_url
 
 

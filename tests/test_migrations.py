@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import psycopg
 import pytest
 from alembic import command
 from sqlalchemy import create_engine, inspect, text
@@ -13,11 +12,7 @@ from tests.conftest import TEST_DB_URL, _ensure_database, alembic_config
 @pytest.fixture
 def empty_database() -> str:
     # Named after this run's test database, so runs on other databases don't collide.
-    name = TEST_DB_URL.rsplit("/", 1)[1] + "_migrations"
-    url = TEST_DB_URL.rsplit("/", 1)[0] + "/" + name
-    admin = url.replace("postgresql+psycopg://", "postgresql://").rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    url = TEST_DB_URL + "_migrations"
     _ensure_database(url)
     return url
 
