@@ -211,9 +211,10 @@ class EmotionEngine:
     @classmethod
     def load(cls, settings: EngineSettings, *, fused_attention: bool = True) -> EmotionEngine:
         """The model as the worker's settings describe it; load once per process."""
-        model, revision, precision = settings.model, settings.model_revision, settings.precision
+        model, revision = settings.model, settings.model_revision
         source, is_local = resolve_model_source(model)
         device = pick_device(settings.device)
+        precision = settings.precision if settings.precision != "auto" else ("bf16" if device != "cpu" else "fp32")
         try:
             from funasr import AutoModel
 

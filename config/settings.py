@@ -121,7 +121,9 @@ class EngineSettings(BaseSettings):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     ncpu: int = 2
     # bf16/fp16: CUDA autocast; int8: CPU dynamic quantisation of the Linear layers.
-    precision: Literal["fp32", "bf16", "fp16", "int8"] = "fp32"
+    # auto: bf16 on a GPU (measured on an H200: top label as fp32's on 99.75 % of clips,
+    # 2.8x its speed), fp32 on a CPU.
+    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto"
     max_batch_seconds: float | None = None  # None: 60 on CPU, 200 on a GPU
     max_padding_ratio: float | None = None  # None: 0.0 on CPU, 0.5 on a GPU
     # Forward-pass switches (analysis.engine.EngineOptions; bench.engine_gpu measures each).

@@ -172,3 +172,8 @@ def test_bias_once_is_the_default_and_equal_in_fp32(engine, clips, monkeypatch):
     legacy = engine.with_options(bias_once=False).score(clips)
     for a, b in zip(once, legacy):
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)  # bitwise equal where measured
+
+
+def test_precision_auto_is_fp32_on_a_cpu(engine):
+    # bf16 autocast is CUDA-only here; a CPU worker keeps fp32 unless int8 is asked for.
+    assert engine.info.precision == "fp32"
