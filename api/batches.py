@@ -346,7 +346,11 @@ def add_recordings(batch_id: uuid.UUID) -> dict:
     with svc.sessions() as session:
         batch = visible_batch(session, batch_id, modify=True)
     if batch.status != BatchStatus.open.value:
-        raise Problem(409, "batch_closed", f"batch {batch_id} is {batch.status}: it takes no more recordings")
+        raise Problem(
+            409,
+            "batch_closed",
+            f"batch {batch_id} is {batch.status}: it takes no more recordings; start a new batch (another name)",
+        )
     fields = JobFields(
         submitter_id=batch.submitter_id,
         granularity=batch.granularity,

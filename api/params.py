@@ -19,6 +19,14 @@ def _refuse(unknown: list[str]) -> None:
 
 def only(*, query: Iterable[str] = (), form: Iterable[str] = (), files: Iterable[str] = ()) -> None:
     """Refuse query, form and file fields other than these."""
+    if sent_as_text := sorted(set(files) & set(request.form)):
+        # curl -F file=call.wav (without @) sends the name, not the file.
+        raise Problem(
+            400,
+            "file_missing",
+            f"'{sent_as_text[0]}' arrived as a text field, not a file: send the recording itself "
+            f"(curl -F {sent_as_text[0]}=@call.wav)",
+        )
     unknown = sorted(set(request.args) - set(query))
     unknown += sorted(set(request.form) - set(form))
     unknown += sorted(set(request.files) - set(files))

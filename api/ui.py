@@ -46,7 +46,7 @@ def _serve(name: str) -> Response:
     return response
 
 
-@bp.get("/review")
+@bp.get("/review", strict_slashes=False)  # /review/ too: people type it
 def review_page() -> Response:
     return _serve("review.html")
 

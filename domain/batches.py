@@ -39,7 +39,9 @@ def lock_open(session: Session, batch_id: uuid.UUID) -> Batch:
     if batch is None:
         raise LookupError(batch_id)
     if batch.status != BatchStatus.open.value:
-        raise BatchNotOpen(f"batch {batch_id} is {batch.status}: it takes no more recordings")
+        raise BatchNotOpen(
+            f"batch {batch_id} is {batch.status}: it takes no more recordings; start a new batch (another name)"
+        )
     return batch
 
 

@@ -1,4 +1,5 @@
-"""``emoq``: operator commands for calibration, evaluation and API keys.
+"""emoq: the operators' commands (calibration, evaluation, API keys) and the
+bulk client's (submit, status, results, cancel).
 
     emoq calibrate [--manifest CSV] [--domain D] [--min-per-class N] [--activate]
     emoq activate VERSION
@@ -8,8 +9,12 @@
     emoq activate-profile VERSION
     emoq create-key --name NAME --role submitter|reviewer|admin
 
-and the client's commands (``client.cli``: submit, status, results, cancel).
-Also ``python -m ops.cli``. Exit codes: 0 done, 1 error, 2 calibration refused.
+    emoq submit PATH... --batch NAME [...]   (emoq submit --help)
+    emoq status BATCH | results BATCH | cancel BATCH
+
+Operator commands exit 0 when done, 1 on an error, 2 when a calibration is
+refused; the client's, 0 when all went through, 1 when some were refused, 2
+on a usage or connection error.
 """
 
 from __future__ import annotations

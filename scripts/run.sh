@@ -54,7 +54,7 @@ stop_all() {
 on_signal() {
     echo "[run] stopping API and worker" >&2
     stop_all
-    exit 130
+    exit 0  # asked to stop, and stopped: not an error for make
 }
 trap on_signal INT TERM
 

@@ -140,3 +140,11 @@ def test_bad_fields_are_refused(client, keys, sessions, field, value, code):
 def test_missing_file_field(client, keys):
     response = client.post("/v1/jobs", data={"granularity": "frame"}, headers=keys["submitter"])
     assert response.status_code == 400 and response.get_json()["code"] == "file_missing"
+
+
+def test_a_file_name_sent_as_text_is_told_how_to_send_the_file(client, keys):
+    # curl -F file=call.wav (no @): the field is right, its content is not a file.
+    response = client.post("/v1/jobs", data={"file": "call.wav"}, headers=keys["submitter"])
+    body = response.get_json()
+    assert response.status_code == 400 and body["code"] == "file_missing"
+    assert "-F file=@call.wav" in body["detail"]

@@ -80,3 +80,17 @@ def test_readyz_is_not_ready_without_a_worker_with_a_loaded_model(settings, data
     body = response.get_json()
     assert body["accepting_uploads"] is True and body["analysis_ready"] is False and body["ready"] is False
     assert all(check["ok"] for check in body["checks"].values())
+
+
+def test_a_worker_process_withdraws_its_heartbeat_when_it_stops(settings, redis_client, monkeypatch):
+    """Else /readyz would count a stopped worker as present for the heartbeat's lifetime."""
+    from types import SimpleNamespace
+
+    from worker import context
+
+    monkeypatch.setattr(context, "_context", SimpleNamespace(settings=settings))
+    monkeypatch.setattr(context, "_stopping", context.threading.Event())
+    key = context._heartbeat_key()
+    redis_client.set(key, "{}", ex=60)
+    context.stop_heartbeat()
+    assert redis_client.exists(key) == 0 and context._stopping.is_set()

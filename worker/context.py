@@ -8,7 +8,6 @@ import logging
 import os
 import socket
 import threading
-import time
 from dataclasses import dataclass, field
 
 import redis
@@ -103,18 +102,37 @@ def get_context(settings: Settings) -> WorkerContext:
         return _context
 
 
+_stopping = threading.Event()
+
+
+def _heartbeat_key() -> str:
+    return f"{HEARTBEAT_PREFIX}{socket.gethostname()}:{os.getpid()}"
+
+
 def _start_heartbeat(context: WorkerContext) -> None:
     """Publish this process's model status in Redis for /readyz."""
     interval = context.settings.queue.worker_heartbeat_seconds
     client = redis.Redis.from_url(context.settings.queue.redis_url)
-    key = f"{HEARTBEAT_PREFIX}{socket.gethostname()}:{os.getpid()}"
+    key = _heartbeat_key()
 
     def beat() -> None:
-        while True:
+        while not _stopping.is_set():
             try:
                 client.set(key, json.dumps(context.status()), ex=interval * 3)
             except redis.RedisError as exc:
                 log.warning("heartbeat failed: %s", exc)
-            time.sleep(interval)
+            _stopping.wait(interval)
 
     threading.Thread(target=beat, name="emoq-heartbeat", daemon=True).start()
+
+
+def stop_heartbeat() -> None:
+    """Withdraw this process's status at a clean shutdown, so /readyz does not
+    count a stopped worker for the rest of the heartbeat's lifetime."""
+    _stopping.set()
+    if _context is None:
+        return
+    try:
+        redis.Redis.from_url(_context.settings.queue.redis_url, socket_timeout=2).delete(_heartbeat_key())
+    except redis.RedisError as exc:  # it expires on its own
+        log.warning("could not withdraw the heartbeat: %s", exc)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import redis
 from billiard.exceptions import SoftTimeLimitExceeded
 from celery import Task, shared_task
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_process_shutdown
 from minio.error import S3Error
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
@@ -29,7 +29,7 @@ from config import load_settings
 from config.settings import QueueSettings
 from domain.retention import apply_retention
 from worker.batch_events import deliver_batch, finish_batch_of, finish_idle_batches
-from worker.context import WorkerContext, get_context
+from worker.context import WorkerContext, get_context, stop_heartbeat
 from worker.jobs import Delivery, fail_job, release_for_retry, run_job
 from worker.sweep import purge_idempotency_keys, sweep_stale_jobs
 from worker.telemetry import WEBHOOK_FAILURES
@@ -44,6 +44,11 @@ TRANSIENT = (S3Error, HTTPError, OperationalError, RedisError, ConnectionError, 
 def _load_model_at_start(**_kwargs) -> None:
     # Load in each pool process before its first task, so /readyz sees it early.
     get_context(load_settings())
+
+
+@worker_process_shutdown.connect
+def _withdraw_heartbeat(**_kwargs) -> None:
+    stop_heartbeat()
 
 
 @shared_task(bind=True, name=ANALYSE_TASK)
