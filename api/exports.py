@@ -50,9 +50,11 @@ def _when(name: str) -> datetime | None:
     if not value:
         return None
     try:
-        return datetime.fromisoformat(value)
+        when = datetime.fromisoformat(value)
     except ValueError:
         raise Problem(400, f"invalid_{name}", f"{name} must be an ISO 8601 date or time") from None
+    # Without an offset it is UTC, not the database session's time zone (and answers echo it as RFC 3339).
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 Row = tuple[Job, Result | None, review_outcome.Reviews]

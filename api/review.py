@@ -4,7 +4,7 @@ blinding, history) are ``domain.review_queue``."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import get_args
 
 from flask import Blueprint, Response, request
@@ -57,9 +57,11 @@ def when_arg(name: str) -> datetime | None:
     if not value:
         return None
     try:
-        return datetime.fromisoformat(value)
+        when = datetime.fromisoformat(value)
     except ValueError:
         raise Problem(400, f"invalid_{name}", f"{name} must be an ISO 8601 date or time") from None
+    # Without an offset it is UTC, not the database session's time zone (and answers echo it as RFC 3339).
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def queue_filter() -> review_queue.QueueFilter:
