@@ -244,6 +244,7 @@ def test_an_item_comes_with_its_evidence(client, keys, sessions, store):
     body = client.get(f"/v1/review-items/{item_id}", headers=keys["reviewer"]).get_json()
     assert body["evidence"]["call"] == {
         "external_id": "call-42",
+        "batch_id": None,
         "domain": "support",
         "duration_seconds": 6.0,
         "channels": 2,
