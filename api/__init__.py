@@ -15,6 +15,7 @@ from api import (
     jobs,
     keys,
     metrics,
+    openapi,
     review,
     review_admin,
     review_stats,
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         ui.bp,
         batches.bp,
         batch_results.bp,
+        openapi.bp,
     ):
         app.register_blueprint(blueprint)
     return app

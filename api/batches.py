@@ -321,6 +321,8 @@ def _s3_objects(svc: Services, fields: JobFields, location: Any) -> Iterator[Inp
                 raise Problem(400, "too_many_items", f"more than {MAX_ITEMS} objects: import narrower prefixes")
     except S3Error as exc:
         raise Problem(422, "s3_unreadable", f"could not list s3://{bucket}/{prefix}: {exc.code}") from None
+    except ValueError as exc:  # the SDK refuses a name outside S3's bucket naming rules before asking
+        raise Problem(400, "invalid_s3", f"{bucket!r} is not an S3 bucket name: {exc}") from None
     if not listed:
         raise Problem(422, "s3_empty", f"no objects under s3://{bucket}/{prefix}")
     limit = svc.settings.server.max_upload_bytes

@@ -38,7 +38,7 @@ def create() -> tuple[dict, int]:
     name, role = clean_text("name", body.get("name"), 200), body.get("role")
     if not name.strip():
         raise Problem(400, "invalid_name", "name must be 1–200 characters")
-    if role not in {r.value for r in Role}:
+    if not isinstance(role, str) or role not in {r.value for r in Role}:
         raise Problem(400, "invalid_role", f"role must be one of {[r.value for r in Role]}")
     with transaction(services().sessions) as session:
         key, value = create_key(session, name, Role(role))

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import request
@@ -51,6 +51,8 @@ def when(name: str) -> datetime | None:
     if not value:
         return None
     try:
-        return datetime.fromisoformat(value)
+        when = datetime.fromisoformat(value)
     except ValueError:
         raise Problem(400, f"invalid_{name}", f"{name} must be an ISO 8601 date or time") from None
+    # Without an offset it is UTC, not the database session's time zone (and answers echo it as RFC 3339).
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
