@@ -657,3 +657,14 @@ def test_an_expired_lease_is_shown_and_resolving_then_fails_clearly(
         expect(page.locator("#queue > li")).to_have_count(1)
         expect(page.locator("#queue > li").first).to_have_attribute("data-id", str(item_id))
         expect(page.get_by_role("button", name="Claim next")).to_be_focused()  # not <body>
+
+
+def test_a_new_tab_picks_up_the_item_this_key_still_holds(live_server, page, keys, sessions, store, client):
+    """A tab closed right after Enter claimed the next item must not strand it for the lease's length."""
+    from playwright.sync_api import expect
+
+    (held,) = make_items(sessions, store, key_id(sessions, "submitter"))
+    assert client.post(f"/v1/review-items/{held}/claim", headers=keys["reviewer"]).status_code == 200
+    sign_in(page, live_server, _bearer(keys["reviewer"]))  # a fresh tab: nothing in its sessionStorage
+    expect(page.locator("#item-section")).to_have_attribute("data-id", str(held))
+    expect(page.locator("#labels input:focus")).to_have_count(1)

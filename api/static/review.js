@@ -357,11 +357,19 @@
     loadCounts().catch(report);
   }
 
-  // After a reload: the item this tab held, if it still holds it.
+  // After a reload: the item this tab held, if it still holds it. A new tab also
+  // picks up an item this key still holds (a tab closed right after Enter claimed
+  // the next one), rather than leave it stranded until its lease runs out.
   async function restoreHeld() {
-    const id = sessionStorage.getItem(HELD_STORE);
-    if (!id || state.held) return;
+    if (state.held) return;
+    let id = sessionStorage.getItem(HELD_STORE);
     try {
+      if (!id) {
+        const claimed = await api("GET", "v1/review-items?status=claimed&limit=50");
+        const mine = claimed && claimed.items.find((i) => i.held_by_you);
+        if (!mine) return;
+        id = mine.id;
+      }
       const item = await api("GET", itemPath(id));
       if (item && item.held_by_you) {
         state.held = item;
