@@ -11,9 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
-from tests.conftest import voiced, wav_bytes
+from tests.conftest import serving, voiced, wav_bytes
 
 
 @dataclass
@@ -27,15 +26,8 @@ def api_server(settings, database, redis_client, store) -> Iterator[str]:
     """The API on 127.0.0.1 at a free port, threaded like gunicorn's gthread workers."""
     from api import create_app
 
-    server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="api-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(10)
-        server.server_close()
+    with serving(create_app(settings)) as base:
+        yield base
 
 
 @pytest.fixture

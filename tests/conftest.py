@@ -12,9 +12,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ import soundfile as sf
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
+from werkzeug.serving import make_server
 
 from broker import HEARTBEAT_PREFIX
 from config import Settings
@@ -66,6 +69,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if used & _BROWSER_FIXTURES:
             item.add_marker(pytest.mark.browser)
         item.add_marker(pytest.mark.integration if used & (_SERVICE_FIXTURES | _BROWSER_FIXTURES) else pytest.mark.unit)
+
+
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """The app on 127.0.0.1 at a free port (the OS picks it), in a background thread."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="test-api-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(10)
+        server.server_close()
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, message: str, interval: float = 0.1):

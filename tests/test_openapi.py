@@ -30,7 +30,7 @@ from domain.api_keys import create_key
 from models import ReviewItem, Role
 from models.db import transaction
 from tests import test_review_ui as ui
-from tests.conftest import submit, voiced, wait_for_job, wav_bytes
+from tests.conftest import serving, submit, voiced, wait_for_job, wav_bytes
 from tests.factories import key_id, make_review_item
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -306,7 +306,7 @@ def test_docs_shows_the_api_offline(app):
 
     errors: list[str] = []
     fetched: list[str] = []
-    with ui.serving(app) as base, sync_playwright() as p:
+    with serving(app) as base, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(ui.CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
         try:
             page = ui.new_page(browser, errors)

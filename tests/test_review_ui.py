@@ -9,18 +9,16 @@ import json
 import os
 import re
 import statistics
-import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
-from werkzeug.serving import make_server
 
 from models import EMOTION_LABELS, Job, Result, ReviewItem
 from models.db import transaction
+from tests.conftest import serving
 from tests.factories import key_id, make_review_item
 from tests.test_review import stereo_tones
 
@@ -41,20 +39,6 @@ def artifact(name: str) -> Path:
 
 
 # ---------- serving and the browser ----------
-
-
-@contextmanager
-def serving(app) -> Iterator[str]:
-    """The app on 127.0.0.1 at a free port (the OS picks it), in a background thread."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="review-ui-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(10)
-        server.server_close()
 
 
 @pytest.fixture
