@@ -168,7 +168,7 @@ def _worker(index: int, config: dict, tasks, results, go) -> None:
             flags = settings.review.flags_for(spec.domain)
             result = result_values(analysis, flags, {})
             review_items = review_item_values(analysis, spec, settings.review)
-            payload = json.dumps({"result": result, "review_items": review_items})
+            payload = json.dumps({"result": result, "review_items": review_items}, default=str)  # ids are UUIDs
             t2 = time.monotonic()
             timings = dict(analysis.timings, persist=t2 - t1)
             results.put(
