@@ -101,8 +101,7 @@ class ObjectStore:
         self.client.remove_object(self.bucket, key)
 
     def keys(self, prefix: str) -> list[str]:
-        objects = self.client.list_objects(self.bucket, prefix=prefix, recursive=True)
-        return [o.object_name for o in objects if o.object_name]
+        return [o.key for o in self.list_objects(self.bucket, prefix)]
 
     def remove_many(self, keys: list[str]) -> None:
         """Remove keys (a missing one is no error); raises when S3 refuses one."""

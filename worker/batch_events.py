@@ -17,7 +17,7 @@ from config.settings import WebhookSettings
 from domain.batches import progress, try_finish
 from models import Batch, BatchStatus, Job, JobStatus
 from models.db import transaction
-from worker.webhooks import WebhookFailed, WebhookRefused, post
+from worker.webhooks import post_recorded
 
 EVENT = "batch.finished"
 
@@ -83,15 +83,7 @@ def deliver_batch(sessions: sessionmaker[Session], webhooks: WebhookSettings, ba
         if batch is None or not batch.callback_url or batch.finished_at is None or batch.callback_delivered_at:
             return False
         url, body = batch.callback_url, json.dumps(event_body(session, batch)).encode()
-    try:
-        error = post(url, EVENT, body, webhooks)
-    except WebhookRefused as exc:
-        _record(sessions, batch_id, error=f"refused: {exc} is a private address")
-        raise
-    _record(sessions, batch_id, error=error)
-    if error:
-        raise WebhookFailed(error)
-    return True
+    return post_recorded(url, EVENT, body, webhooks, lambda error: _record(sessions, batch_id, error=error))
 
 
 def _record(sessions: sessionmaker[Session], batch_id: uuid.UUID, *, error: str | None) -> None:

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import urllib3
@@ -69,12 +70,20 @@ def deliver(sessions: sessionmaker[Session], webhooks: WebhookSettings, job_id: 
         if not job or not job.callback_url or job.status not in _FINISHED or job.callback_delivered_at:
             return False
         url, body = job.callback_url, json.dumps(event_body(job)).encode()
+    return post_recorded(url, EVENT, body, webhooks, lambda error: _record(sessions, job_id, error=error))
+
+
+def post_recorded(
+    url: str, event: str, body: bytes, webhooks: WebhookSettings, record: Callable[[str | None], None]
+) -> bool:
+    """POST once and record the outcome on its owner (a job, a batch); raises
+    WebhookRefused, or WebhookFailed for a retry."""
     try:
-        error = post(url, EVENT, body, webhooks)
+        error = post(url, event, body, webhooks)
     except WebhookRefused as exc:
-        _record(sessions, job_id, error=f"refused: {exc} is a private address")
+        record(f"refused: {exc} is a private address")
         raise
-    _record(sessions, job_id, error=error)
+    record(error)
     if error:
         raise WebhookFailed(error)
     return True
