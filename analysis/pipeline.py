@@ -33,6 +33,8 @@ class JobSpec:
     granularity: str = "utterance"
     domain: str | None = None
     channel_roles: tuple[str, ...] | None = None
+    # Where an imported recording still has to be fetched from (URL or s3://); None once fetched.
+    source: str | None = None
 
 
 @dataclass

@@ -61,6 +61,8 @@ def start_job(ctx: WorkerContext, delivery: Delivery) -> JobSpec | None:
                 granularity=job.granularity,
                 domain=job.domain,
                 channel_roles=tuple(job.channel_roles) if job.channel_roles else None,
+                # An import not fetched yet has no content hash.
+                source=job.source if job.sha256 is None else None,
             )
         if job.task_id != delivery.task_id:
             log.info("job %s: skipping stale message %s", job.id, delivery.task_id)
@@ -88,12 +90,8 @@ def release_for_retry(ctx: WorkerContext, job_id: uuid.UUID, reason: str) -> Non
 
 def fetch_recording(ctx: WorkerContext, spec: JobSpec, directory: Path) -> Path:
     path = directory / "recording"
-    with ctx.sessions() as session:
-        job = session.get(Job, uuid.UUID(spec.job_id))
-        # An import not fetched yet has no content hash.
-        source = job.source if job is not None and job.sha256 is None else None
-    if source is not None:
-        import_recording(ctx, spec, source, path)
+    if spec.source is not None:
+        import_recording(ctx, spec, spec.source, path)
         return path
     try:
         ctx.store.download(spec.object_key, path)
