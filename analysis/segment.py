@@ -38,6 +38,7 @@ _SHORT_CLIP_SPEECH_DBFS = -45.0
 _CONTEXT_SAMPLES = 64
 _STFT_LENGTH = 256
 _STFT_HOP = 128
+_STFT_FRAMES = 4  # spectra per frame: (64 + 512 + 64 reflected - 256) / 128 + 1
 # The STFT and the convolutional encoder have no state, so they run over
 # blocks of frames at once. On a CPU, 512 frames' activations stay in the L2
 # cache, which runs the encoder about twice as fast as a whole channel in one
@@ -55,8 +56,9 @@ _GPU_FEATURE_BLOCK_FRAMES = 16_384
 # uninterrupted run on up to half of the next 10 s; chunk rows of 10 s, each
 # warmed up on the 1 s before it, agreed with the loop on 72-99% of the
 # frames of bench/vad.py's calls (85% overall), and rows of 60 s warmed up
-# on 15 s on 93-100% (96%). In order, the LSTM takes about 40% of the time
-# on the CPU, mostly a fixed cost per step; as batch rows it took 15-20%.
+# on 15 s on 93-100% (96%). In order, the LSTM takes about half the time
+# on the CPU (10-13 us a step; a step's two small matrix products are most
+# of it); as batch rows it took 15-20%.
 _LSTM_SPAN_FRAMES = 18_750  # 10 minutes
 
 
@@ -90,12 +92,13 @@ def load_vad() -> Any:
 @dataclass(frozen=True)
 class _SileroParts:
     """Silero's 16 kHz network on one device: its STFT window and reflection
-    padding, its convolutional encoder, its LSTM cell's weights in a sequence
-    LSTM (one call for many steps), and its output head."""
+    padding, its convolutional encoder as dense layers (matrix, bias), its
+    LSTM cell's weights in a sequence LSTM (one call for many steps), and its
+    output head."""
 
     stft_window: torch.Tensor
     stft_padding: Any
-    encoder: Any
+    encoder: tuple[tuple[torch.Tensor, torch.Tensor], ...]
     lstm: torch.nn.LSTM
     head: Any
     device: torch.device
@@ -124,11 +127,36 @@ def _silero_parts(device: str) -> _SileroParts:
         # windowed frames gives the same spectra for a fraction of the work.
         stft_window=net.stft.forward_basis_buffer[0, 0].detach().clone(),
         stft_padding=net.stft.padding,
-        encoder=net.encoder,
+        encoder=_dense_encoder(net.encoder, _STFT_FRAMES),
         lstm=lstm.eval().requires_grad_(False).to(device),
         head=net.decoder.decoder,
         device=torch.device(device),
     )
+
+
+def _dense_encoder(encoder: Any, length: int) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    """Silero's encoder (four Conv1d + ReLU blocks over a frame's 4 spectra)
+    as four dense layers on the flattened, time-major activations.
+
+    A frame's sequence is so short (4, 4, 2, 1, 1 steps from layer to layer)
+    that a convolution library spends most of its time on bookkeeping: as
+    matrices, built by passing the identity through each conv, a block of
+    frames takes one GEMM per layer, and the encoder ran twice as fast on the
+    2-core CPU (bench/vad.py). Padded taps are zeros in the matrices, so the
+    arithmetic is the conv's, to float rounding."""
+    layers = []
+    for block in encoder.children():
+        conv = block.reparam_conv
+        channels = conv.weight.shape[1]
+        inputs = channels * length
+        identity = torch.eye(inputs, device=conv.weight.device).reshape(inputs, length, channels).transpose(1, 2)
+        with torch.inference_mode():
+            out = torch.nn.functional.conv1d(identity, conv.weight, None, conv.stride, conv.padding)
+        length = out.shape[-1]
+        matrix = out.transpose(1, 2).reshape(inputs, -1)  # (length_in × C_in, length_out × C_out)
+        bias = conv.bias.detach().repeat(length)
+        layers.append((matrix.contiguous(), bias))
+    return tuple(layers)
 
 
 def speech_probabilities(samples: np.ndarray, device: str = "cpu") -> np.ndarray:
@@ -190,9 +218,11 @@ def _frame_features(parts: _SileroParts, samples: torch.Tensor, n_frames: int) -
         inputs = buffer.unfold(0, _CONTEXT_SAMPLES + VAD_FRAME_SAMPLES, VAD_FRAME_SAMPLES)
         frames = parts.stft_padding(inputs).unfold(1, _STFT_LENGTH, _STFT_HOP)  # (count, 4, 256)
         spectra = torch.fft.rfft(frames * parts.stft_window)
-        magnitudes = (spectra.real.square() + spectra.imag.square()).sqrt_()
-        encoded = parts.encoder(magnitudes.transpose(1, 2).contiguous())  # (count, 128, 1)
-        features[first : first + count] = encoded[..., 0]
+        magnitudes = (spectra.real.square() + spectra.imag.square()).sqrt_()  # (count, 4, 129)
+        encoded = magnitudes.reshape(count, -1)
+        for matrix, bias in parts.encoder:
+            encoded = torch.addmm(bias, encoded, matrix).relu_()
+        features[first : first + count] = encoded  # (count, 128)
     return features
 
 
