@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from analysis.attention import FlexBias, use_fused_attention
+from analysis.cuda_graphs import Forward, GraphedForward, bucket_rows, bucket_samples
 from analysis.labels import EMOTION_LABELS
 from config.settings import EngineSettings
 
@@ -91,6 +92,12 @@ class EngineOptions:
     * ``flex_attention``: no bias tensor at all: ``flex_attention`` computes
       ALiBi inside its kernel from the slopes and skips padded key blocks
       (compiled on first use; needs the fused attention).
+    * ``cuda_graphs``: each batch is padded to a shape bucket (rows 1, 2, 3,
+      4, 6, 8, ...; samples to half a second) and, on CUDA, its forward pass
+      replayed from a CUDA graph recorded once per bucket
+      (``analysis.cuda_graphs``): one launch instead of ~10,000. With
+      ``compile``, torch.compile's own graphs (mode ``reduce-overhead``).
+      On a CPU only the padding applies, which is what the tests check.
     """
 
     bias_once: bool = True
@@ -100,6 +107,7 @@ class EngineOptions:
     tf32: bool = False
     sdpa_backend: str = "auto"
     flex_attention: bool = False
+    cuda_graphs: bool = False
 
     @classmethod
     def from_settings(cls, settings: EngineSettings) -> EngineOptions:
@@ -111,11 +119,19 @@ class EngineOptions:
             tf32=settings.tf32,
             sdpa_backend=settings.sdpa_backend,
             flex_attention=settings.flex_attention,
+            cuda_graphs=settings.cuda_graphs,
         )
 
     @property
     def own_forward(self) -> bool:
-        return self.bias_once or self.conv_gemm or self.pos_conv_gemm or self.compile or self.flex_attention
+        return (
+            self.bias_once
+            or self.conv_gemm
+            or self.pos_conv_gemm
+            or self.compile
+            or self.flex_attention
+            or self.cuda_graphs
+        )
 
 
 @dataclass(frozen=True)
@@ -182,7 +198,7 @@ class EmotionEngine:
             max_batch_seconds = 60.0 if info.device == "cpu" else 200.0
         self.max_batch_seconds = max_batch_seconds
         self.options = options or EngineOptions()
-        self._compiled_extract: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None
+        self._prepared_extract: Forward | None = None
         if max_padding_ratio is None:
             # On a CPU one clip already fills the cores: padding is pure loss.
             max_padding_ratio = 0.0 if info.device == "cpu" else 0.5
@@ -202,7 +218,8 @@ class EmotionEngine:
         if info.precision in ("bf16", "fp16") and info.device.startswith("cuda"):
             dtype = torch.bfloat16 if info.precision == "bf16" else torch.float16
             self.compute_dtype = dtype
-            self._autocast = lambda: torch.autocast("cuda", dtype=dtype)
+            # Autocast's cache of cast weights would be freed under a recorded graph.
+            self._autocast = lambda: torch.autocast("cuda", dtype=dtype, cache_enabled=not self.options.cuda_graphs)
         self._own_forward_ok = _supports_own_forward(self.model)
         self._fused_attention = bool(getattr(self.model, "emoq_fused_attention", False))
         self._conv_gemm_ok = self._own_forward_ok and _conv_is_gemmable(self._encoder.local_encoder)
@@ -324,13 +341,17 @@ class EmotionEngine:
     def _forward(self, clips: list[np.ndarray], keep_frames: bool) -> list[ClipScores]:
         device = self.info.device
         lengths = np.array([len(c) for c in clips])
-        longest = int(lengths.max())
+        rows, width = len(clips), int(lengths.max())
+        if self.options.cuda_graphs:
+            rows, width = bucket_rows(rows), bucket_samples(width, SAMPLE_RATE)
         # Padded batch and mask built on the host: one copy to the device, not one per clip.
-        host = np.zeros((len(clips), longest), dtype=np.float32)
+        # Rows beyond the clips are all padding; their results are dropped.
+        host = np.zeros((rows, width), dtype=np.float32)
         for row, clip in enumerate(clips):
             host[row, : len(clip)] = clip
         source = torch.from_numpy(host).to(device, non_blocking=True)
-        padding = torch.from_numpy(np.arange(longest)[None, :] >= lengths[:, None]).to(device, non_blocking=True)
+        row_lengths = np.pad(lengths, (0, rows - len(clips)))
+        padding = torch.from_numpy(np.arange(width)[None, :] >= row_lengths[:, None]).to(device, non_blocking=True)
         if self.model.cfg.normalize:
             # Per clip, before padding: zeros must not enter the statistics.
             for row, n in enumerate(lengths.tolist()):
@@ -338,22 +359,19 @@ class EmotionEngine:
         frame_padding = self._frame_padding_for(padding)
         with self._tf32(), self._autocast(), self._sdpa_backend():
             if self.options.own_forward and self._own_forward_ok:
-                extract: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] = self._extract
-                if self.options.compile:
-                    if self._compiled_extract is None:
-                        self._compiled_extract = torch.compile(self._extract, dynamic=True)
-                    extract = self._compiled_extract
-                feats = extract(source, frame_padding)
+                feats = self._extract_function()(source, frame_padding)
             else:
                 with self._padding(frame_padding):
                     out = self.model.extract_features(
                         source, padding_mask=padding if frame_padding is not None else None
                     )
                 feats = out["x"]
-        feats = feats.float()
+        # A graph's output is overwritten by its next replay: all of it is read
+        # into new tensors and host copies below, before the next batch.
+        feats = feats[: len(clips)].float()
         valid = torch.ones(feats.shape[:2], dtype=torch.bool, device=device)
         if frame_padding is not None:
-            valid = ~frame_padding[:, : feats.shape[1]]
+            valid = ~frame_padding[: len(clips), : feats.shape[1]]
         weights = valid.unsqueeze(-1).float()
         embeddings = (feats * weights).sum(1) / weights.sum(1).clamp_min(1.0)
         scores = self.classify(embeddings)
@@ -362,6 +380,18 @@ class EmotionEngine:
             return [ClipScores(scores[row], pooled[row], None) for row in range(len(clips))]
         host_feats, host_valid = feats.cpu().numpy(), valid.cpu().numpy()  # one copy off the device
         return [ClipScores(scores[row], pooled[row], host_feats[row, host_valid[row]]) for row in range(len(clips))]
+
+    def _extract_function(self) -> Forward:
+        """The own forward pass as the options run it: eager, compiled, or
+        replayed from CUDA graphs (made on first use, kept until the options change)."""
+        cuda = self.info.device.startswith("cuda")
+        if self._prepared_extract is None:
+            if self.options.compile:
+                mode = "reduce-overhead" if self.options.cuda_graphs and cuda else None
+                self._prepared_extract = torch.compile(self._extract, dynamic=True, mode=mode)
+            elif self.options.cuda_graphs and cuda:
+                self._prepared_extract = GraphedForward(self._extract)
+        return self._prepared_extract or self._extract
 
     @contextmanager
     def _tf32(self) -> Iterator[None]:
@@ -396,6 +426,7 @@ class EmotionEngine:
     def with_options(self, **changes) -> EmotionEngine:
         """Switch options on this engine (the model is shared); for benchmarks."""
         self.options = replace(self.options, **changes)
+        self._prepared_extract = None
         return self
 
     def cast_weights(self) -> int:

@@ -45,6 +45,7 @@ LEGACY = dict(
     tf32=False,
     sdpa_backend="auto",
     flex_attention=False,
+    cuda_graphs=False,
 )
 EAGER_ALL = dict(bias_once=True, conv_gemm=True, pos_conv_gemm=True)
 
@@ -92,6 +93,22 @@ def variants(device: str, compile_too: bool) -> list[Variant]:
         Variant(
             f"{low}_b200_all_flex_cast", low, 200, dict(LEGACY, **EAGER_ALL, flex_attention=True), cast_weights=True
         ),
+        # Recorded on first use of each shape bucket: the warm-up pass records them all.
+        Variant(
+            f"{low}_b200_all_cast_graphs",
+            low,
+            200,
+            dict(LEGACY, **EAGER_ALL, cuda_graphs=True),
+            cast_weights=True,
+            what="+ shape buckets replayed from CUDA graphs",
+        ),
+        Variant(
+            f"{low}_b200_all_flex_cast_graphs",
+            low,
+            200,
+            dict(LEGACY, **EAGER_ALL, flex_attention=True, cuda_graphs=True),
+            cast_weights=True,
+        ),
     ]
     if compile_too:
         rows.append(
@@ -102,6 +119,16 @@ def variants(device: str, compile_too: bool) -> list[Variant]:
                 dict(LEGACY, **EAGER_ALL, compile=True),
                 cast_weights=True,
                 what="+ torch.compile(dynamic=True); first pass compiles",
+            )
+        )
+        rows.append(
+            Variant(
+                f"{low}_b200_all_compile_graphs",
+                low,
+                200,
+                dict(LEGACY, **EAGER_ALL, compile=True, cuda_graphs=True),
+                cast_weights=True,
+                what="+ torch.compile(mode=reduce-overhead) over shape buckets: fused kernels in CUDA graphs",
             )
         )
     if low == "fp32":  # nothing to cast on CPU, no CUDA kernels to pick; keep the rows that differ
@@ -194,7 +221,9 @@ def run_variant(engine: EmotionEngine, variant: Variant, clips, device: str, rep
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
-    warm = clips if variant.options.get("compile") else clips[:: max(1, len(clips) // 16)]
+    # Compiling and recording graphs happen on first use of each shape: warm up on every clip.
+    records = variant.options.get("compile") or variant.options.get("cuda_graphs")
+    warm = clips if records else clips[:: max(1, len(clips) // 16)]
     t = time.perf_counter()
     engine.score(warm)
     sync(device)

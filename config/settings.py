@@ -135,6 +135,8 @@ class EngineSettings(BaseSettings):
     cast_weights: bool = Field(False, alias="EMOQ_ENGINE_CAST_WEIGHTS")
     sdpa_backend: Literal["auto", "efficient", "cudnn", "math"] = Field("auto", alias="EMOQ_ENGINE_SDPA_BACKEND")
     flex_attention: bool = Field(False, alias="EMOQ_ENGINE_FLEX_ATTENTION")
+    # Batches padded to shape buckets and replayed from CUDA graphs (CUDA only).
+    cuda_graphs: bool = Field(False, alias="EMOQ_ENGINE_CUDA_GRAPHS")
     # fp32 on a GPU uses TF32 tensor cores only when this is set.
     tf32: bool = False
     frame_window_seconds: float = 0.4

@@ -137,6 +137,9 @@ OPTION_SETS = (
     {"pos_conv_gemm": True},
     {"bias_once": True, "conv_gemm": True, "pos_conv_gemm": True},
     {"flex_attention": True},  # flex_attention's eager reference on CPU: the arithmetic, not the kernel
+    # On a CPU only the shape buckets apply (padded rows and samples), not the graphs.
+    {"cuda_graphs": True},
+    {"bias_once": True, "conv_gemm": True, "pos_conv_gemm": True, "cuda_graphs": True},
 )
 
 
@@ -155,8 +158,9 @@ def test_engine_options_keep_fp32_scores(model_dir, clips, options):
     assert scales.shape[0] > 1 and scales.shape[2] > 1  # per layer and per head
     with torch.no_grad():
         scales.copy_(torch.linspace(0.3, 1.7, scales.numel()).reshape(scales.shape))
-    reference = engine.score(clips, keep_frames=True)
-    mine = engine.with_options(**options).score(clips, keep_frames=True)
+    batch = [*clips, clips[3][: 2 * 16000 + 123]]  # 7 clips: cuda_graphs pads a row (bucket 8) and samples
+    reference = engine.score(batch, keep_frames=True)
+    mine = engine.with_options(**options).score(batch, keep_frames=True)
     assert engine.options.own_forward
     for r, m in zip(reference, mine):
         np.testing.assert_allclose(m.scores, r.scores, atol=1e-5)
@@ -177,3 +181,25 @@ def test_bias_once_is_the_default_and_equal_in_fp32(engine, clips, monkeypatch):
 def test_precision_auto_is_fp32_on_a_cpu(engine):
     # bf16 autocast is CUDA-only here; a CPU worker keeps fp32 unless int8 is asked for.
     assert engine.info.precision == "fp32"
+
+
+def test_shape_buckets_bound_the_padding():
+    from analysis.cuda_graphs import bucket_rows, bucket_samples
+
+    rows = [bucket_rows(n) for n in range(1, 200)]
+    assert rows[:12] == [1, 2, 3, 4, 6, 6, 8, 8, 12, 12, 12, 12]
+    assert all(n <= r <= 1.5 * n for n, r in zip(range(1, 200), rows))  # padding: a third of the rows at most
+    assert sorted(set(rows)) == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256]
+    assert bucket_samples(8000, 16000) == 8000
+    assert bucket_samples(8001, 16000) == 16000
+    assert bucket_samples(1, 16000) == 8000
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (bench.engine_gpu measures them)")
+def test_cuda_graph_replays_match_the_eager_pass(model_dir, clips):
+    engine = EmotionEngine.load(EngineSettings(model=str(model_dir), device="cuda", precision="fp32"))
+    eager = engine.with_options(cuda_graphs=False).score(clips)
+    graphed = engine.with_options(cuda_graphs=True)
+    for _ in range(2):  # recorded, then replayed
+        for e, g in zip(eager, graphed.score(clips)):
+            np.testing.assert_allclose(g.scores, e.scores, atol=1e-5)
