@@ -408,14 +408,14 @@ def main(argv: list[str] | None = None) -> dict:
             args.json_out.write_text(json.dumps(report, indent=2))
 
     ref_scores = None
-    header = f"{'variant':28s} {'audio-s/s':>10s} {'TFLOP/s':>8s} {'%peak':>6s} {'max|Δ|':>8s} {'agree':>6s} {'GPU MB':>7s} {'batches':>7s}"
+    header = f"{'variant':34s} {'audio-s/s':>10s} {'TFLOP/s':>8s} {'%peak':>6s} {'max|Δ|':>8s} {'agree':>6s} {'GPU MB':>7s} {'batches':>7s}"
     print(header, flush=True)
     for v in wanted:
         try:
             row, scores = run_variant(engine_for(v), v, clips, device, args.repeat)
         except Exception as exc:  # one failing variant (a compile error, say) must not lose the others
             rows[v.name] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
-            print(f"{v.name:28s} FAILED {rows[v.name]['error']}", flush=True)
+            print(f"{v.name:34s} FAILED {rows[v.name]['error']}", flush=True)
             save()
             continue
         if ref_scores is None:
@@ -425,7 +425,7 @@ def main(argv: list[str] | None = None) -> dict:
         row["share_of_matmul_peak"] = sig(row["tflops"] / peak, 3) if peak > 0 else None
         rows[v.name] = row
         print(
-            f"{v.name:28s} {row['audio_per_second']:10.1f} {row['tflops']:8.3g} {100 * (row['share_of_matmul_peak'] or 0):5.1f}% "
+            f"{v.name:34s} {row['audio_per_second']:10.1f} {row['tflops']:8.3g} {100 * (row['share_of_matmul_peak'] or 0):5.1f}% "
             f"{row['max_score_diff']:8.5f} {row['top_label_agreement']:6.4f} {row.get('gpu_peak_mb', '-'):>7} "
             f"{row['batches']:7d}",
             flush=True,
