@@ -18,7 +18,7 @@ from api.auth import current_key, requires
 from api.errors import Problem, problem_response
 from api.inputs import clean_text
 from api.pagination import next_cursor, page
-from api.review_bodies import evidence, item_body
+from api.review_bodies import evidence, external_ids, item_body
 from api.services import services
 from config.settings import ReviewFlag
 from domain import review_queue
@@ -87,6 +87,7 @@ def body_of(session: Session, item: ReviewItem, at: datetime, *, with_evidence: 
         viewer=viewer,
         admin=admin,
         decisions=decisions,
+        external_id=external_ids(session, [item.job_id])[item.job_id],
         evidence=evidence(session, item) if with_evidence else None,
     )
 
@@ -121,10 +122,15 @@ def list_items() -> dict:
     query, limit = page(query, ReviewItem.created_at, ReviewItem.id, svc.settings.server.page_size_max)
     with svc.sessions() as session:
         items = session.scalars(query).all()
-        decisions = review_queue.decisions_of(session, [i.id for i in items[:limit]])
+        shown = items[:limit]
+        decisions = review_queue.decisions_of(session, [i.id for i in shown])
+        calls = external_ids(session, [i.job_id for i in shown])
         return {
             "items": [
-                item_body(i, now, viewer=viewer, admin=admin, decisions=decisions.get(i.id, [])) for i in items[:limit]
+                item_body(
+                    i, now, viewer=viewer, admin=admin, decisions=decisions.get(i.id, []), external_id=calls[i.job_id]
+                )
+                for i in shown
             ],
             "next_cursor": next_cursor(items, limit),
         }

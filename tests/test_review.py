@@ -109,6 +109,17 @@ def test_claim_and_resolve(client, keys, sessions):
     ]
 
 
+def test_each_item_names_its_call(client, keys, sessions):
+    """The recording's external id, in the list and on the item, tells calls apart."""
+    submitter = key_id(sessions, "submitter")
+    named = make_review_item(sessions, submitter, job_fields={"external_id": "call-0042"})
+    unnamed = make_review_item(sessions, submitter)
+    listed = client.get("/v1/review-items", headers=keys["reviewer"]).get_json()["items"]
+    assert {i["id"]: i["external_id"] for i in listed} == {str(named): "call-0042", str(unnamed): None}
+    claimed = client.post(f"/v1/review-items/{named}/claim", headers=keys["reviewer"]).get_json()
+    assert claimed["external_id"] == claimed["evidence"]["call"]["external_id"] == "call-0042"
+
+
 def test_concurrent_claims_have_exactly_one_winner(app, keys, sessions):
     submitter = key_id(sessions, "submitter")
     for _ in range(10):

@@ -356,6 +356,20 @@ def test_an_item_shows_its_waveform_chart_and_only_the_evidence_that_applies(liv
 
 
 @needs_chromium
+def test_each_queue_row_shows_its_call(live_server, page, keys, sessions, store):
+    """Reviewers tell the calls in the list apart by their external ids."""
+    from playwright.sync_api import expect
+
+    make_items(sessions, store, key_id(sessions, "submitter"), count=2)
+    sign_in(page, live_server, _bearer(keys["reviewer"]))
+    rows = page.locator("#queue > li")
+    expect(rows).to_have_count(2)
+    for call in ("call-000", "call-001"):
+        expect(rows.filter(has_text=f"Call {call}")).to_have_count(1)
+        expect(page.get_by_role("button", name=re.compile(f"^Claim the item of call {call} "))).to_have_count(1)
+
+
+@needs_chromium
 def test_clicking_the_chart_seeks_the_player(live_server, page, keys, sessions, store):
     make_items(sessions, store, key_id(sessions, "submitter"))
     sign_in(page, live_server, _bearer(keys["reviewer"]))
