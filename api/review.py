@@ -18,10 +18,10 @@ from api.auth import current_key, requires
 from api.errors import Problem, problem_response
 from api.inputs import clean_text
 from api.pagination import next_cursor, page
-from api.review_bodies import evidence, item_body
+from api.review_bodies import evidence, external_ids, item_body
 from api.services import services
 from config.settings import ReviewFlag
-from domain import review_queue
+from domain import batches, review_queue
 from models import Batch, Job, Result, ReviewItem, Role
 from models.db import transaction
 
@@ -55,7 +55,7 @@ def _viewer() -> tuple[uuid.UUID, bool]:
 
 def queue_filter() -> review_queue.QueueFilter:
     """``reason`` (repeatable or comma-separated), ``domain``, ``since``/``until`` (created), ``job_id``,
-    ``external_id``, ``batch_id``."""
+    ``external_id``, ``batch_id`` (an id or a name)."""
     reasons = tuple(r for value in request.args.getlist("reason") for r in value.split(",") if r)
     if unknown := [r for r in reasons if r not in FLAGS]:
         raise Problem(400, "invalid_reason", f"unknown reason(s) {unknown}; reasons are {list(FLAGS)}")
@@ -66,7 +66,7 @@ def queue_filter() -> review_queue.QueueFilter:
         until=params.when("until"),
         job_id=_uuid_arg("job_id", "a job's id"),
         external_id=request.args.get("external_id") or None,
-        batch_id=_uuid_arg("batch_id", "a batch's id"),
+        batch_id=_batch_arg(),
     )
 
 
@@ -78,6 +78,24 @@ def _uuid_arg(name: str, what: str) -> uuid.UUID | None:
         raise Problem(400, f"invalid_{name}", f"{name} must be {what} (a UUID)") from None
 
 
+def _batch_arg() -> uuid.UUID | None:
+    """``batch_id``: a batch's id, or its name (a value that reads as a UUID is an id)."""
+    value = request.args.get("batch_id") or None
+    if value is None:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        pass
+    with services().sessions() as session:
+        try:
+            return batches.named(session, value)
+        except batches.BatchNameUnknown as exc:
+            raise Problem(404, exc.code, exc.message) from None
+        except batches.BatchNameAmbiguous as exc:
+            raise Problem(409, exc.code, exc.message, batch_ids=[str(i) for i in exc.ids]) from None
+
+
 def body_of(session: Session, item: ReviewItem, at: datetime, *, with_evidence: bool = False) -> dict:
     viewer, admin = _viewer()
     decisions = review_queue.decisions_of(session, [item.id]).get(item.id, [])
@@ -87,6 +105,7 @@ def body_of(session: Session, item: ReviewItem, at: datetime, *, with_evidence: 
         viewer=viewer,
         admin=admin,
         decisions=decisions,
+        external_id=external_ids(session, [item.job_id])[item.job_id],
         evidence=evidence(session, item) if with_evidence else None,
     )
 
@@ -121,10 +140,15 @@ def list_items() -> dict:
     query, limit = page(query, ReviewItem.created_at, ReviewItem.id, svc.settings.server.page_size_max)
     with svc.sessions() as session:
         items = session.scalars(query).all()
-        decisions = review_queue.decisions_of(session, [i.id for i in items[:limit]])
+        shown = items[:limit]
+        decisions = review_queue.decisions_of(session, [i.id for i in shown])
+        calls = external_ids(session, [i.job_id for i in shown])
         return {
             "items": [
-                item_body(i, now, viewer=viewer, admin=admin, decisions=decisions.get(i.id, [])) for i in items[:limit]
+                item_body(
+                    i, now, viewer=viewer, admin=admin, decisions=decisions.get(i.id, []), external_id=calls[i.job_id]
+                )
+                for i in shown
             ],
             "next_cursor": next_cursor(items, limit),
         }

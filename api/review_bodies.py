@@ -5,6 +5,7 @@ needs beside the label form."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, cast
 
@@ -37,10 +38,12 @@ def item_body(
     viewer: uuid.UUID,
     admin: bool,
     decisions: list[DecisionView],
+    external_id: str | None,
     evidence: dict | None = None,
 ) -> dict[str, Any]:
     """Admins see every decision; a reviewer sees only their own until the
-    item is final, and then its final labels (the decisions stay with admins)."""
+    item is final, and then its final labels (the decisions stay with admins).
+    ``external_id`` is the call's (``external_ids``): what tells calls apart in the queue."""
     this_round = [
         v for v in decisions if v.decision.round == item.round and v.decision.kind == DecisionKind.review.value
     ]
@@ -48,6 +51,7 @@ def item_body(
     body: dict[str, Any] = {
         "id": str(item.id),
         "job_id": str(item.job_id),
+        "external_id": external_id,
         "status": review_queue.effective_status(item, at),
         "reasons": item.reasons,
         "reason_details": item.reason_details,
@@ -77,6 +81,11 @@ def item_body(
     if evidence is not None:
         body["evidence"] = evidence
     return body
+
+
+def external_ids(session: Session, job_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str | None]:
+    """Each job's external id (its submitter's own id for the recording), in one query."""
+    return dict(session.execute(select(Job.id, Job.external_id).where(Job.id.in_(set(job_ids)))).all())
 
 
 def evidence(session: Session, item: ReviewItem) -> dict[str, Any]:

@@ -15,12 +15,14 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
+from rich import filesize
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
     MofNCompleteColumn,
     Progress,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
@@ -28,6 +30,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from client.api import Api, ApiError, Upload, batch_path
 from client.files import LocalFile, batch_key, idempotency_key, sha256_of
@@ -72,7 +75,6 @@ def batch_contents(api: Api, batch_id: str) -> set[tuple[str | None, str | None]
 def _send_one(api: Api, batch_id: str, file: LocalFile, held: set, on_bytes: Callable[[int], None]) -> Outcome:
     sha256 = sha256_of(file.path)
     if (file.external_id, sha256) in held:
-        on_bytes(file.size)
         return Outcome(file, "present")
     try:
         answer = api.upload(
@@ -94,28 +96,52 @@ def _progress(console: Console, *columns: Any) -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), *columns, console=console)
 
 
+class _SentSpeedColumn(TransferSpeedColumn):
+    """The rate of the bytes sent. A skipped file takes its bytes off the task's total,
+    and rich then drops the task's speed samples: an upload whose last file was skipped
+    ends with the average over the whole upload instead of rich's "?", and one that sent
+    nothing with no rate at all."""
+
+    def render(self, task: Task) -> Text:
+        if not task.finished or task.finished_speed or task.speed:
+            return super().render(task)
+        if not task.completed or not task.finished_time:
+            return Text("")
+        return Text(f"{filesize.decimal(int(task.completed / task.finished_time))}/s", style="progress.data.speed")
+
+
 def upload_all(api: Api, batch_id: str, files: list[LocalFile], concurrency: int, console: Console) -> list[Outcome]:
     held = batch_contents(api, batch_id)
     outcomes: list[Outcome] = []
     started = time.monotonic()
     lock = threading.Lock()
+    to_send, skipped = sum(f.size for f in files), 0
     with _progress(
         console,
         TextColumn("{task.fields[files]}"),
         DownloadColumn(),
-        TransferSpeedColumn(),
+        _SentSpeedColumn(),
         TextColumn("{task.fields[rate]}"),
         TimeRemainingColumn(),
     ) as bar:
-        task: TaskID = bar.add_task("upload", total=sum(f.size for f in files), files=f"0/{len(files)} files", rate="")
+        task: TaskID = bar.add_task("upload", total=to_send, files=f"0/{len(files)} files", rate="")
 
         def one(file: LocalFile) -> None:
+            nonlocal to_send, skipped
             outcome = _send_one(api, batch_id, file, held, lambda n: bar.advance(task, n))
             with lock:
                 outcomes.append(outcome)
-                done = len(outcomes)
-            rate = done / max(time.monotonic() - started, 1e-6)
-            bar.update(task, files=f"{done}/{len(files)} files", rate=f"{rate:.1f} files/s")
+                if outcome.status == "present":
+                    # A file the batch holds is not sent: its bytes leave the total rather than
+                    # count as sent in no time, so the bar, the rates and the ETA are of what goes out.
+                    to_send -= file.size
+                    skipped += 1
+                tried = len(outcomes) - skipped
+                counted = f"{len(outcomes)}/{len(files)} files"
+                if skipped:
+                    counted += f", {skipped} already in the batch"
+                rate = f"{tried / max(time.monotonic() - started, 1e-6):.1f} files/s" if tried else ""
+                bar.update(task, total=to_send, files=counted, rate=rate)
 
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="emoq-upload") as pool:
             futures = [pool.submit(one, f) for f in files]

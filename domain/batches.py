@@ -2,7 +2,7 @@
 cancel fails its queued jobs (running ones finish); it finishes — once, and
 only then is ``batch.finished`` announced — when it is closed or cancelled and
 none of its jobs is queued or running. Progress and the ETA are read from its
-jobs, never counted separately."""
+jobs, never counted separately. A name finds a batch only when no other has it."""
 
 from __future__ import annotations
 
@@ -30,6 +30,18 @@ class BatchRefused(Exception):
 
 class BatchNotOpen(BatchRefused):
     code = "batch_closed"
+
+
+class BatchNameUnknown(BatchRefused):
+    code = "batch_not_found"
+
+
+class BatchNameAmbiguous(BatchRefused):
+    code = "batch_name_ambiguous"
+
+    def __init__(self, message: str, ids: list[uuid.UUID]) -> None:
+        super().__init__(message)
+        self.ids = ids
 
 
 def lock_open(session: Session, batch_id: uuid.UUID) -> Batch:
@@ -112,6 +124,32 @@ def existing_upload(session: Session, batch_id: uuid.UUID, external_id: str | No
 
 def existing_source(session: Session, batch_id: uuid.UUID, source: str) -> uuid.UUID | None:
     return session.scalar(select(Job.id).where(Job.batch_id == batch_id, Job.source == source))
+
+
+# How many of the batches sharing a name an ambiguity names (newest first).
+_NAMESAKES_SHOWN = 5
+
+
+def named(session: Session, name: str) -> uuid.UUID:
+    """The id of the one batch called ``name``, whoever submitted it. Names are not
+    unique, not even per submitter (the client resumes the caller's newest batch of a
+    name, but nothing stops a second), so a name that several batches share is
+    refused, naming the newest of them, rather than taken to mean one or all of them."""
+    ids = session.scalars(
+        select(Batch.id)
+        .where(Batch.name == name)
+        .order_by(Batch.created_at.desc(), Batch.id.desc())
+        .limit(_NAMESAKES_SHOWN + 1)
+    ).all()
+    if not ids:
+        raise BatchNameUnknown(f"no batch is named {name!r}")
+    if len(ids) > 1:
+        shown = list(ids[:_NAMESAKES_SHOWN])
+        listed = ", ".join(map(str, shown)) + (", …" if len(ids) > len(shown) else "")
+        raise BatchNameAmbiguous(
+            f"more than one batch is named {name!r}: give the id of the one you mean (newest first: {listed})", shown
+        )
+    return ids[0]
 
 
 @dataclass(frozen=True)

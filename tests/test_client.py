@@ -5,8 +5,10 @@ results and cancel; and the client starts without the service's heavy imports.""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -134,6 +136,42 @@ def test_status_results_and_cancel(api_server, _key_values, keys, sessions, tmp_
     )
     assert unreachable.returncode == 2 and unreachable.stderr.startswith("emoq: unreachable:")
     assert len(unreachable.stderr.strip().splitlines()) == 1
+
+
+# A transfer rate as rich shows one ("903.2 kB/s"), or rich's unknown one.
+RATE = re.compile(r"\d B/s|\d [kMGT]B/s| \? ")
+
+
+def test_files_already_in_the_batch_are_not_counted_as_sent(api_server, _key_values, keys, tmp_path):
+    """A re-run that sends nothing shows no rate (it showed the skipped files' bytes as sent
+    in no time: an absurd MB/s); one that sends some counts only their bytes."""
+    from rich.console import Console
+
+    from client.api import Api
+    from client.files import find_audio
+    from client.submit import find_or_create_batch, upload_all
+
+    write_calls(tmp_path / "calls", 6)
+    files = find_audio([tmp_path / "calls"])
+    api = Api(api_server, _key_values["submitter"])
+    batch_id = find_or_create_batch(api, "again", {})[0]["id"]
+
+    def upload(some: list) -> tuple[list[str], str]:
+        shown = io.StringIO()  # not a terminal: rich prints the bar once, as it ends
+        outcomes = upload_all(api, batch_id, some, 4, Console(file=shown, width=200))
+        return sorted(o.status for o in outcomes), shown.getvalue()
+
+    assert upload(files[:4])[0] == ["queued"] * 4
+    statuses, shown = upload(files[:4])
+    assert statuses == ["present"] * 4
+    assert "4/4 files, 4 already in the batch 0/0 bytes" in shown, shown
+    assert not RATE.search(shown) and "files/s" not in shown, shown
+
+    statuses, shown = upload(files)
+    assert statuses == ["present"] * 4 + ["queued"] * 2
+    sent = sum(f.size for f in files[4:]) / 1000
+    assert f"6/6 files, 4 already in the batch {sent:.1f}/{sent:.1f} kB" in shown, shown
+    assert RATE.search(shown) and " ? " not in shown, shown
 
 
 def test_the_client_starts_fast_without_the_service_stack():

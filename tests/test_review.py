@@ -9,7 +9,7 @@ import uuid
 import numpy as np
 import soundfile as sf
 
-from models import EMOTION_LABELS, Result, ReviewItem
+from models import EMOTION_LABELS, Batch, Result, ReviewItem
 from models.db import transaction
 from tests.conftest import wait_until, wav_bytes
 from tests.factories import key_id, make_job, make_review_item
@@ -107,6 +107,56 @@ def test_claim_and_resolve(client, keys, sessions):
     assert [(d["labels"], d["note"], d["reviewer"]["name"]) for d in decisions] == [
         (["disgusted"], "retching", "reviewer")
     ]
+
+
+def test_each_item_names_its_call(client, keys, sessions):
+    """The recording's external id, in the list and on the item, tells calls apart."""
+    submitter = key_id(sessions, "submitter")
+    named = make_review_item(sessions, submitter, job_fields={"external_id": "call-0042"})
+    unnamed = make_review_item(sessions, submitter)
+    listed = client.get("/v1/review-items", headers=keys["reviewer"]).get_json()["items"]
+    assert {i["id"]: i["external_id"] for i in listed} == {str(named): "call-0042", str(unnamed): None}
+    claimed = client.post(f"/v1/review-items/{named}/claim", headers=keys["reviewer"]).get_json()
+    assert claimed["external_id"] == claimed["evidence"]["call"]["external_id"] == "call-0042"
+
+
+def test_the_batch_filter_takes_a_batch_s_name_or_its_id(client, keys, sessions):
+    submitter = key_id(sessions, "submitter")
+    with transaction(sessions) as session:
+        nightly = Batch(submitter_id=submitter, name="nightly")
+        # Names are not unique: two submitters both called a batch "weekly".
+        weekly = [Batch(submitter_id=key_id(sessions, name), name="weekly") for name in ("submitter", "submitter2")]
+        session.add_all([nightly, *weekly])
+        session.flush()
+        nightly_id, weekly_ids = nightly.id, {str(b.id) for b in weekly}
+    inside = make_review_item(sessions, submitter, job_fields={"batch_id": nightly_id})
+    make_review_item(sessions, submitter)  # in no batch
+    make_review_item(sessions, submitter, job_fields={"batch_id": uuid.UUID(min(weekly_ids))})
+    reviewer = keys["reviewer"]
+
+    def listed(batch: str):
+        return client.get("/v1/review-items", query_string={"batch_id": batch}, headers=reviewer)
+
+    for batch in (str(nightly_id), "nightly"):
+        assert [i["id"] for i in listed(batch).get_json()["items"]] == [str(inside)]
+    assert listed(str(uuid.uuid4())).get_json()["items"] == []  # a UUID is an id, never a name
+    assert client.get("/v1/review-items/counts?batch_id=nightly", headers=reviewer).get_json()["waiting"] == 1
+
+    unknown = listed("no-such-batch")
+    assert unknown.status_code == 404 and unknown.mimetype == "application/problem+json"
+    assert unknown.get_json()["code"] == "batch_not_found" and "'no-such-batch'" in unknown.get_json()["detail"]
+    for ambiguous in (
+        listed("weekly"),
+        client.get("/v1/review-items/counts?batch_id=weekly", headers=reviewer),
+        client.post("/v1/review-items/claim-next?batch_id=weekly", headers=reviewer),
+    ):
+        assert ambiguous.status_code == 409 and ambiguous.get_json()["code"] == "batch_name_ambiguous"
+        assert set(ambiguous.get_json()["batch_ids"]) == weekly_ids
+    claimed = client.post("/v1/review-items/claim-next?batch_id=nightly", headers=reviewer)
+    assert claimed.status_code == 200 and claimed.get_json()["id"] == str(inside)
+    assert client.post("/v1/review-items/claim-next?batch_id=nope", headers=reviewer).get_json()["code"] == (
+        "batch_not_found"
+    )
 
 
 def test_concurrent_claims_have_exactly_one_winner(app, keys, sessions):

@@ -217,8 +217,10 @@ def test_a_batch_s_items_are_found_by_batch_and_announced_to_the_batch(client, k
 
     listed = client.get(f"/v1/review-items?batch_id={batch_id}", headers=keys["reviewer"]).get_json()["items"]
     assert [i["id"] for i in listed] == [str(item_id)] and str(other) not in {i["id"] for i in listed}
+    by_name = client.get("/v1/review-items?batch_id=nightly", headers=keys["reviewer"]).get_json()["items"]
+    assert [i["id"] for i in by_name] == [str(item_id)]
     assert (
-        client.get("/v1/review-items?batch_id=nope", headers=keys["reviewer"]).get_json()["code"] == "invalid_batch_id"
+        client.get("/v1/review-items?batch_id=nope", headers=keys["reviewer"]).get_json()["code"] == "batch_not_found"
     )
     evidence = client.get(f"/v1/review-items/{item_id}", headers=keys["reviewer"]).get_json()["evidence"]
     assert evidence["call"]["batch_id"] == str(batch_id)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import select, update
 
-from models import EMOTION_LABELS, Job, Result, ReviewItem
+from models import EMOTION_LABELS, Batch, Job, Result, ReviewItem
 from models.db import transaction
 from tests.conftest import serving
 from tests.factories import key_id, make_review_item
@@ -353,6 +354,50 @@ def test_an_item_shows_its_waveform_chart_and_only_the_evidence_that_applies(liv
     page.wait_for_function(
         "() => document.querySelector('#waveform > div').shadowRoot.querySelectorAll('[part~=\"region\"]').length === 1"
     )
+
+
+@needs_chromium
+def test_each_queue_row_shows_its_call(live_server, page, keys, sessions, store):
+    """Reviewers tell the calls in the list apart by their external ids."""
+    from playwright.sync_api import expect
+
+    make_items(sessions, store, key_id(sessions, "submitter"), count=2)
+    sign_in(page, live_server, _bearer(keys["reviewer"]))
+    rows = page.locator("#queue > li")
+    expect(rows).to_have_count(2)
+    for call in ("call-000", "call-001"):
+        expect(rows.filter(has_text=f"Call {call}")).to_have_count(1)
+        expect(page.get_by_role("button", name=re.compile(f"^Claim the item of call {call} "))).to_have_count(1)
+
+
+@needs_chromium
+def test_the_batch_filter_takes_the_batch_s_name(live_server, page, keys, sessions, store):
+    from playwright.sync_api import expect
+
+    submitter = key_id(sessions, "submitter")
+    inside = make_items(sessions, store, submitter, count=2)
+    make_items(sessions, store, submitter)  # in no batch
+    with transaction(sessions) as session:
+        batch = Batch(submitter_id=submitter, name="nightly-2026-11-25")
+        session.add(batch)
+        session.flush()
+        jobs = select(ReviewItem.job_id).where(ReviewItem.id.in_(inside))
+        session.execute(update(Job).where(Job.id.in_(jobs)).values(batch_id=batch.id))
+    sign_in(page, live_server, _bearer(keys["reviewer"]))
+    rows = page.locator("#queue > li")
+    expect(rows).to_have_count(3)
+
+    batch_filter = page.locator("#filter-batch")
+    batch_filter.fill("nightly-2026-11-25")
+    batch_filter.press("Enter")
+    expect(rows).to_have_count(2)
+    expect(page.locator("#waiting")).to_have_text("2 waiting")
+    assert sorted(rows.evaluate_all("(rows) => rows.map((r) => r.dataset.id)")) == sorted(map(str, inside))
+
+    batch_filter.fill("no-such-batch")
+    batch_filter.press("Enter")
+    expect(page.locator("#status")).to_contain_text("no batch is named 'no-such-batch' (batch_not_found)")
+    expect(page.get_by_label("Batch (name or id)")).to_be_visible()  # the field says what it takes
 
 
 @needs_chromium

@@ -250,14 +250,17 @@
         );
         const waiting = state.view === "pending";
         const verb = waiting ? "Claim" : "Open";
+        const call = item.external_id || "—";
         const claim = el("button", {
           type: "button", className: "secondary small", "data-id": item.id,
-          "aria-label": `${verb} the item created ${new Date(item.created_at).toLocaleString()}`, text: verb,
+          "aria-label": `${verb} the item of call ${call} created ${new Date(item.created_at).toLocaleString()}`,
+          text: verb,
         });
         claim.addEventListener("click", () => (waiting ? claimItem(item.id) : openForAdmin(item.id)));
         return el(
           "li", { className: "queue-item", "data-id": item.id },
           el("div", { className: "qi-main" },
+            el("span", { className: "call" }, "Call ", el("strong", { text: call })),
             el("span", { className: "model-label" }, "Model: ", el("strong", { text: item.model_label })), reasons),
           meta, claim,
         );
