@@ -218,7 +218,13 @@
     if (event) event.preventDefault();
     readFilters();
     return busy(async () => {
-      await refreshQueue().catch(report);
+      await refreshQueue().catch((error) => {
+        // The rows on show answered the old filters: none stay under refused ones.
+        state.queue = [];
+        state.cursor = null;
+        renderQueue();
+        report(error);
+      });
     });
   }
 
