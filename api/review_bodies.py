@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from domain import review_queue
 from domain.review_queue import DecisionView
-from models import DecisionKind, Job, Result, ReviewItem
+from models import Batch, DecisionKind, Job, Result, ReviewItem
 
 
 def decision_body(view: DecisionView) -> dict[str, Any]:
@@ -95,6 +95,7 @@ def evidence(session: Session, item: ReviewItem) -> dict[str, Any]:
         select(
             Job.external_id,
             Job.batch_id,
+            Batch.name.label("batch_name"),
             Job.domain,
             Job.duration_seconds,
             Job.channels,
@@ -106,6 +107,7 @@ def evidence(session: Session, item: ReviewItem) -> dict[str, Any]:
             Result.segments[item.segment_index],
         )
         .join(Result, Result.job_id == Job.id)
+        .outerjoin(Batch, Batch.id == Job.batch_id)
         .where(Job.id == item.job_id)
     ).one()
     segment: dict[str, Any] = dict(cast("dict[str, Any] | None", row[-1]) or {})
@@ -114,6 +116,7 @@ def evidence(session: Session, item: ReviewItem) -> dict[str, Any]:
         "call": {
             "external_id": row.external_id,
             "batch_id": row.batch_id and str(row.batch_id),
+            "batch_name": row.batch_name,
             "domain": row.domain,
             "duration_seconds": row.duration_seconds,
             "channels": row.channels,

@@ -154,6 +154,8 @@ def test_the_batch_filter_takes_a_batch_s_name_or_its_id(client, keys, sessions)
         assert set(ambiguous.get_json()["batch_ids"]) == weekly_ids
     claimed = client.post("/v1/review-items/claim-next?batch_id=nightly", headers=reviewer)
     assert claimed.status_code == 200 and claimed.get_json()["id"] == str(inside)
+    call = claimed.get_json()["evidence"]["call"]  # the item view names the batch as its reviewer knows it
+    assert (call["batch_id"], call["batch_name"]) == (str(nightly_id), "nightly")
     assert client.post("/v1/review-items/claim-next?batch_id=nope", headers=reviewer).get_json()["code"] == (
         "batch_not_found"
     )

@@ -443,7 +443,7 @@
     const channel = isNum(jobSegment.channel) ? ` (channel ${jobSegment.channel})` : "";
     const facts = [
       ["Call", call.external_id || "—"],
-      ["Batch", call.batch_id || "—"],
+      ["Batch", call.batch_name || call.batch_id || "—"],
       ["Domain", item.domain || call.domain || "—"],
       ["Segment", `${segmentText(segment)}${isNum(segment.index) ? ` (#${segment.index})` : ""}`],
       ["Speaker", `${segment.role || "—"}${channel}`],
