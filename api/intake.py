@@ -62,7 +62,7 @@ def backpressure(view: F) -> F:
         limits = svc.settings.batches
         try:
             with svc.sessions() as session:
-                backlog.check(session, limits.max_backlog_audio_hours)
+                backlog.check(session, limits.max_backlog_audio_hours, limits.unfetched_import_seconds)
         except backlog.BacklogFull as exc:
             raise Problem(
                 429, exc.code, str(exc), headers={"Retry-After": str(limits.backlog_retry_after_seconds)}

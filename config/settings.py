@@ -266,6 +266,8 @@ class BatchSettings(BaseSettings):
 
     # Past this much queued audio, requests that add recordings get 429 backlog_full.
     max_backlog_audio_hours: float = Field(200.0, gt=0)
+    # What an import not fetched yet counts in that backlog: a typical call-centre call.
+    unfetched_import_seconds: float = Field(300.0, gt=0)
     backlog_retry_after_seconds: int = Field(60, ge=1)
     # How long an Idempotency-Key's answer is kept (the promise to clients is 24 h).
     idempotency_ttl_hours: float = Field(24.0, ge=24.0)

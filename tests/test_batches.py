@@ -369,6 +369,22 @@ def test_backlog_past_the_limit_gets_429_until_it_clears(settings, database, red
     assert cleared.status_code == 202
 
 
+def test_imports_not_fetched_yet_count_towards_the_backlog(settings, database, redis_client, store, keys, sessions):
+    from api import create_app
+
+    # 36 s of queued audio is the limit; one queued import of unknown duration counts 300 s.
+    small = create_app(settings.override({"EMOQ_MAX_BACKLOG_AUDIO_HOURS": 0.01})).test_client()
+    make_job(sessions, store, b"", key_id(sessions, "submitter"), source="http://example.com/a.wav")
+    upload = {"file": (io.BytesIO(wav_bytes(voiced(1.0))), "a.wav")}
+    refused = small.post("/v1/jobs", data=upload, headers=keys["submitter"])
+    assert refused.status_code == 429 and refused.get_json()["code"] == "backlog_full"
+    generous = create_app(
+        settings.override({"EMOQ_MAX_BACKLOG_AUDIO_HOURS": 0.01, "EMOQ_UNFETCHED_IMPORT_SECONDS": 30})
+    ).test_client()
+    upload = {"file": (io.BytesIO(wav_bytes(voiced(1.0))), "a.wav")}
+    assert generous.post("/v1/jobs", data=upload, headers=keys["submitter"]).status_code == 202
+
+
 def test_strict_parameters(client, keys):
     data = wav_bytes(voiced(1.0))
     two = client.post(
