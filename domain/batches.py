@@ -171,28 +171,38 @@ def eta(done_seconds: float, remaining_seconds: float, elapsed_seconds: float) -
 
 def progress(session: Session, batch_id: uuid.UUID, now: datetime) -> Progress:
     cancelled = Job.error_code == Job.CANCELLED
+    analysed = Job.error_code.is_distinct_from(Job.CANCELLED)
     rows = session.execute(
         select(
             Job.status,
             func.count(),
             func.count().filter(cancelled),
             # Cancelled jobs were never analysed: their audio is neither done nor to go.
-            func.coalesce(func.sum(Job.duration_seconds).filter(Job.error_code.is_distinct_from(Job.CANCELLED)), 0.0),
+            func.coalesce(func.sum(Job.duration_seconds).filter(analysed), 0.0),
+            func.count(Job.duration_seconds).filter(analysed),
+            # Imports not fetched yet: no duration until a worker has them.
+            func.count().filter(analysed & Job.duration_seconds.is_(None)),
         )
         .where(Job.batch_id == batch_id)
         .group_by(Job.status)
     ).all()
     jobs = {status.value: 0 for status in JobStatus}
     seconds = {status.value: 0.0 for status in JobStatus}
-    cancelled_jobs = 0
-    for status, count, cancelled_count, total in rows:
-        jobs[status], seconds[status] = int(count), float(total or 0.0)
+    unknown = {status.value: 0 for status in JobStatus}
+    cancelled_jobs = known_jobs = 0
+    for status, count, cancelled_count, total, known_count, unknown_count in rows:
+        jobs[status], seconds[status], unknown[status] = int(count), float(total or 0.0), int(unknown_count)
         cancelled_jobs += int(cancelled_count)
+        known_jobs += int(known_count)
     first_start, last_finish = session.execute(
         select(func.min(Job.started_at), func.max(Job.finished_at)).where(Job.batch_id == batch_id)
     ).one()
     done = seconds[JobStatus.succeeded.value] + seconds[JobStatus.failed.value]
     remaining = seconds[JobStatus.queued.value] + seconds[JobStatus.running.value]
+    # Recordings not fetched yet are as long, on average, as the batch's known ones.
+    unfetched = unknown[JobStatus.queued.value] + unknown[JobStatus.running.value]
+    if unfetched and known_jobs:
+        remaining += unfetched * sum(seconds.values()) / known_jobs
     # While jobs remain, the clock runs to now; once all ended, to the last finish.
     until = now if jobs[JobStatus.queued.value] + jobs[JobStatus.running.value] else last_finish
     elapsed = (until - first_start).total_seconds() if first_start and until else 0.0

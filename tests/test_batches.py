@@ -430,6 +430,12 @@ def test_batch_progress_counts_and_eta(client, keys, sessions, store):
     # 60 audio-s done in about 60 s: about 1 audio-s/s, so about 120 s to go.
     assert body["throughput_audio_seconds_per_second"] == pytest.approx(1.0, rel=0.2)
     assert body["eta_seconds"] == pytest.approx(120, rel=0.2)
+    # Two imports not fetched yet count as the batch's average recording (45 s) each.
+    for _ in range(2):
+        make_job(sessions, store, b"", submitter, batch_id=batch_id, source=f"http://example.com/{uuid.uuid4()}.wav")
+    body = client.get(f"/v1/batches/{batch['id']}", headers=keys["submitter"]).get_json()
+    assert body["audio_seconds"]["queued"] == 60.0  # what is known
+    assert body["eta_seconds"] == pytest.approx(210, rel=0.2)
 
 
 def test_per_job_events_give_each_job_the_batch_callback(client, keys):
