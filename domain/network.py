@@ -2,12 +2,14 @@
 imports are requests the service sends on a submitter's behalf: without this
 guard a submitter could make it probe or read the internal network. The API
 checks callback URLs and import URLs at submit time; the workers check again
-when they connect (names can resolve differently later)."""
+when they connect (names can resolve differently later), on the very addresses
+they then connect to (``worker.outbound``)."""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 
@@ -20,8 +22,13 @@ def private_address(url: str) -> str | None:
         infos = socket.getaddrinfo(host, None)
     except (socket.gaierror, UnicodeError):
         return None
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+    return first_private(str(info[4][0]) for info in infos)
+
+
+def first_private(addresses: Iterable[str]) -> str | None:
+    """The first of these resolved addresses (``fe80::1%eth0`` scope ids allowed) that is private."""
+    for text in addresses:
+        address = ipaddress.ip_address(text.split("%")[0])
         if is_private(address):
             return str(address)
     return None

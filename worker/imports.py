@@ -1,20 +1,21 @@
 """Recordings a batch imported by URL or from a bucket. The worker fetches
 each once — streamed, size-limited, through the private-address guard at every
-redirect — checks it as the API checks uploads, and stores it under the job's
-own key; from then on the job is like any upload (and erasing it erases our
-copy only)."""
+redirect (``worker.outbound``) — checks it as the API checks uploads, and stores
+it under the job's own key; from then on the job is like any upload (and erasing
+it erases our copy only)."""
 
 from __future__ import annotations
 
 from typing import IO
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import urllib3
 
 from config import Settings
-from domain.network import is_http_url, private_address
+from domain.network import is_http_url
 from domain.recordings import copy_hashing
 from storage import ObjectMissing, ObjectStore
+from worker.outbound import AddressRefused, send
 
 MAX_REDIRECTS = 5
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -47,19 +48,15 @@ def fetch(source: str, out: IO[bytes], store: ObjectStore, settings: Settings) -
 
 
 def _download(url: str, out: IO[bytes], limit: int, settings: Settings) -> tuple[str, int]:
-    timeout = settings.batches.import_timeout_seconds
-    pool = urllib3.PoolManager(timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False)
-    try:
-        return _follow(pool, url, out, limit, settings)
-    finally:
-        pool.clear()
-
-
-def _follow(pool: urllib3.PoolManager, url: str, out: IO[bytes], limit: int, settings: Settings) -> tuple[str, int]:
+    imports = settings.batches
+    timeout = urllib3.Timeout(connect=imports.import_timeout_seconds, read=imports.import_timeout_seconds)
     for _ in range(MAX_REDIRECTS + 1):
-        if not settings.batches.import_allow_private and (address := private_address(url)):
-            raise ImportRefused("url_private", f"{urlsplit(url).hostname} resolves to the private address {address}")
-        response = pool.request("GET", url, preload_content=False, redirect=False)
+        try:
+            response = send(
+                "GET", url, allow_private=imports.import_allow_private, timeout=timeout, preload_content=False
+            )
+        except AddressRefused as exc:
+            raise ImportRefused("url_private", f"{exc.host} resolves to the private address {exc.address}") from None
         try:
             if response.status in _REDIRECTS:
                 target = urljoin(url, response.headers.get("Location", ""))

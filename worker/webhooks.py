@@ -24,9 +24,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import WebhookSettings
-from domain.network import private_address
 from models import ApiKey, Batch, Job, JobStatus, ReviewDecision, ReviewItem, ReviewStatus
 from models.db import transaction
+from worker.outbound import AddressRefused, send
 
 EVENT = "job.finished"
 REVIEW_EVENT = "review.resolved"
@@ -92,21 +92,20 @@ def post_recorded(
 def post(url: str, event: str, body: bytes, webhooks: WebhookSettings) -> str | None:
     """POST one signed event; the error, or None for a 2xx answer. Raises
     WebhookRefused (nothing sent) when the URL resolves to a private address."""
-    if not webhooks.allow_private and (address := private_address(url)):
-        raise WebhookRefused(address)
     headers = {"Content-Type": "application/json", "User-Agent": "emoq-webhook/1", "X-Emoq-Event": event}
     if webhooks.secret:
         headers["X-Emoq-Signature"] = signature(body, webhooks.secret)
     try:
-        response = urllib3.request(
+        response = send(
             "POST",
             url,
+            allow_private=webhooks.allow_private,
+            timeout=webhooks.timeout_seconds,
             body=body,
             headers=headers,
-            timeout=webhooks.timeout_seconds,
-            retries=False,
-            redirect=False,
         )
+    except AddressRefused as exc:
+        raise WebhookRefused(exc.address) from None
     except urllib3.exceptions.HTTPError as exc:
         return f"{type(exc).__name__}: {exc}"
     return None if 200 <= response.status < 300 else f"HTTP {response.status}"
