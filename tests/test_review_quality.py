@@ -245,6 +245,7 @@ def test_an_item_comes_with_its_evidence(client, keys, sessions, store):
     assert body["evidence"]["call"] == {
         "external_id": "call-42",
         "batch_id": None,  # not submitted in a batch
+        "batch_name": None,
         "domain": "support",
         "duration_seconds": 6.0,
         "channels": 2,
