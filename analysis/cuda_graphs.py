@@ -11,10 +11,13 @@ each recorded on first use.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+log = logging.getLogger(__name__)
 
 Forward = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 
@@ -64,17 +67,30 @@ class GraphedForward:
     def __init__(self, forward: Forward) -> None:
         self._forward = forward
         self._recorded: dict[tuple, _Recorded] = {}
+        self._eager: set[tuple] = set()  # shapes whose recording failed: run as they are
         self._pool = torch.cuda.graph_pool_handle()
         self._buffers: dict[str, torch.Tensor] = {}
 
     def __call__(self, source: torch.Tensor, frame_padding: torch.Tensor | None) -> torch.Tensor:
         key = (tuple(source.shape), None if frame_padding is None else tuple(frame_padding.shape))
-        recorded = self._recorded.get(key) or self._record(key, source, frame_padding)
-        recorded.source.copy_(source)
-        if frame_padding is not None and recorded.frame_padding is not None:
-            recorded.frame_padding.copy_(frame_padding)
-        recorded.graph.replay()
-        return recorded.output
+        if key in self._eager:
+            return self._forward(source, frame_padding)
+        # The streams, the pool and the graph belong to the current device: make it the input's.
+        with torch.cuda.device(source.device):
+            recorded = self._recorded.get(key)
+            if recorded is None:
+                try:
+                    recorded = self._record(key, source, frame_padding)
+                except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
+                    # Not again on every batch of this shape: it runs eagerly from now on.
+                    log.warning("CUDA graph for batch shape %s not recorded (%s); running it eagerly", key, exc)
+                    self._eager.add(key)
+                    return self._forward(source, frame_padding)
+            recorded.source.copy_(source)
+            if frame_padding is not None and recorded.frame_padding is not None:
+                recorded.frame_padding.copy_(frame_padding)
+            recorded.graph.replay()
+            return recorded.output
 
     def _record(self, key: tuple, source: torch.Tensor, frame_padding: torch.Tensor | None) -> _Recorded:
         static_source = self._view("source", source)

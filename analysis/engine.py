@@ -310,7 +310,8 @@ class EmotionEngine:
         """Length-sorted index batches whose padded size stays under the budget
         and whose padding stays under ``max_padding_ratio`` of it: on a CPU a
         padded frame costs as much as a real one and batching gains little, so
-        only near-equal lengths share a pass there."""
+        only near-equal lengths share a pass there. With ``cuda_graphs`` the
+        padded size is the shape bucket's, which the budget must hold too."""
         budget = int(self.max_batch_seconds * SAMPLE_RATE)
         order = sorted(range(len(lengths)), key=lambda i: lengths[i])
         batches: list[list[int]] = []
@@ -319,6 +320,8 @@ class EmotionEngine:
         for index in order:
             # Sorted ascending, so this clip is the longest in the batch so far.
             padded = lengths[index] * (len(current) + 1)
+            if self.options.cuda_graphs:
+                padded = bucket_samples(lengths[index], SAMPLE_RATE) * bucket_rows(len(current) + 1)
             too_padded = padded and 1 - (real + lengths[index]) / padded > self.max_padding_ratio
             if current and (padded > budget or too_padded):
                 batches.append(current)
@@ -345,18 +348,20 @@ class EmotionEngine:
         if self.options.cuda_graphs:
             rows, width = bucket_rows(rows), bucket_samples(width, SAMPLE_RATE)
         # Padded batch and mask built on the host: one copy to the device, not one per clip.
-        # Rows beyond the clips are all padding; their results are dropped.
+        # Rows beyond the clips are silence, unpadded (a row of no length
+        # would rely on FunASR's mask arithmetic for length 0); their results are dropped.
         host = np.zeros((rows, width), dtype=np.float32)
         for row, clip in enumerate(clips):
             host[row, : len(clip)] = clip
         source = torch.from_numpy(host).to(device, non_blocking=True)
-        row_lengths = np.pad(lengths, (0, rows - len(clips)))
+        row_lengths = np.pad(lengths, (0, rows - len(clips)), constant_values=width)
         padding = torch.from_numpy(np.arange(width)[None, :] >= row_lengths[:, None]).to(device, non_blocking=True)
         if self.model.cfg.normalize:
             # Per clip, before padding: zeros must not enter the statistics.
             for row, n in enumerate(lengths.tolist()):
                 source[row, :n] = F.layer_norm(source[row, :n], (n,))
-        frame_padding = self._frame_padding_for(padding)
+        # With graphs always a mask (all False when nothing is padded): one graph a shape, not two.
+        frame_padding = self._frame_padding_for(padding, always=self.options.cuda_graphs)
         with self._tf32(), self._autocast(), self._sdpa_backend():
             if self.options.own_forward and self._own_forward_ok:
                 feats = self._extract_function()(source, frame_padding)
@@ -385,6 +390,10 @@ class EmotionEngine:
         """The own forward pass as the options run it: eager, compiled, or
         replayed from CUDA graphs (made on first use, kept until the options change)."""
         cuda = self.info.device.startswith("cuda")
+        if self.options.cuda_graphs and not (self.options.bias_once or self.options.flex_attention):
+            # FunASR's attention asks the GPU whether any key is padded: a host
+            # sync, which a recorded graph cannot hold.
+            raise ValueError("EMOQ_ENGINE_CUDA_GRAPHS needs EMOQ_ENGINE_BIAS_ONCE or EMOQ_ENGINE_FLEX_ATTENTION")
         if self._prepared_extract is None:
             if self.options.compile:
                 mode = "reduce-overhead" if self.options.cuda_graphs and cuda else None
@@ -437,6 +446,7 @@ class EmotionEngine:
         many tensors were cast."""
         if self.compute_dtype == torch.float32:
             return 0
+        self._prepared_extract = None  # recorded graphs hold the old weights' addresses
         cast = 0
         for module in self.model.modules():
             if isinstance(module, (torch.nn.Linear, torch.nn.Conv1d)) and module is not self.model.proj:
@@ -534,8 +544,8 @@ class EmotionEngine:
             self._slopes[key] = (-get_alibi(2, heads)[:, 0, 1]).to(device)  # get_alibi's own slopes, exactly
         return self._slopes[key]
 
-    def _frame_padding_for(self, padding: torch.Tensor) -> torch.Tensor | None:
-        if not padding.any():
+    def _frame_padding_for(self, padding: torch.Tensor, *, always: bool = False) -> torch.Tensor | None:
+        if not always and not padding.any():
             return None
         frames = padding.shape[1]
         for _, kernel, stride in self._encoder.feature_enc_layers:

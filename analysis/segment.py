@@ -149,13 +149,16 @@ def _dense_encoder(encoder: Any, length: int) -> tuple[tuple[torch.Tensor, torch
         conv = block.reparam_conv
         channels = conv.weight.shape[1]
         inputs = channels * length
-        identity = torch.eye(inputs, device=conv.weight.device).reshape(inputs, length, channels).transpose(1, 2)
+        # Built on the CPU in float64 whatever the device: exact (a GPU's conv
+        # could use TF32 or an FFT algorithm here), then moved to the weights' device.
+        weight = conv.weight.detach().cpu().double()
+        identity = torch.eye(inputs, dtype=torch.float64).reshape(inputs, length, channels).transpose(1, 2)
         with torch.inference_mode():
-            out = torch.nn.functional.conv1d(identity, conv.weight, None, conv.stride, conv.padding)
+            out = torch.nn.functional.conv1d(identity, weight, None, conv.stride, conv.padding)
         length = out.shape[-1]
         matrix = out.transpose(1, 2).reshape(inputs, -1)  # (length_in × C_in, length_out × C_out)
         bias = conv.bias.detach().repeat(length)
-        layers.append((matrix.contiguous(), bias))
+        layers.append((matrix.float().contiguous().to(conv.weight.device), bias))
     return tuple(layers)
 
 

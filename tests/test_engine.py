@@ -138,7 +138,7 @@ OPTION_SETS = (
     {"bias_once": True, "conv_gemm": True, "pos_conv_gemm": True},
     {"flex_attention": True},  # flex_attention's eager reference on CPU: the arithmetic, not the kernel
     # On a CPU only the shape buckets apply (padded rows and samples), not the graphs.
-    {"cuda_graphs": True},
+    {"bias_once": True, "cuda_graphs": True},
     {"bias_once": True, "conv_gemm": True, "pos_conv_gemm": True, "cuda_graphs": True},
 )
 
@@ -193,6 +193,25 @@ def test_shape_buckets_bound_the_padding():
     assert bucket_samples(8000, 16000) == 8000
     assert bucket_samples(8001, 16000) == 16000
     assert bucket_samples(1, 16000) == 8000
+
+
+def test_shape_buckets_stay_within_the_batch_budget(engine, monkeypatch):
+    from analysis.cuda_graphs import bucket_rows, bucket_samples
+
+    monkeypatch.setattr(engine, "options", engine.options)
+    monkeypatch.setattr(engine, "max_batch_seconds", 200.0)
+    monkeypatch.setattr(engine, "max_padding_ratio", 0.5)
+    lengths = [int(16000 * s) for s in np.random.default_rng(3).uniform(2, 15, 400)]
+    batches = engine.with_options(cuda_graphs=True).batches(lengths)
+    assert sorted(i for b in batches for i in b) == list(range(400))
+    padded = [bucket_rows(len(b)) * bucket_samples(max(lengths[i] for i in b), 16000) for b in batches]
+    assert max(padded) <= 200 * 16000
+
+
+def test_cuda_graphs_need_a_bias_without_host_syncs(engine, clips, monkeypatch):
+    monkeypatch.setattr(engine, "options", engine.options)
+    with pytest.raises(ValueError, match="BIAS_ONCE"):
+        engine.with_options(bias_once=False, flex_attention=False, cuda_graphs=True).score(clips[:2])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (bench.engine_gpu measures them)")
