@@ -184,6 +184,17 @@ def store(settings):
     return s
 
 
+@pytest.fixture(scope="session")
+def worker_ctx(settings, sessions, store):
+    """A worker's context with the test model loaded, once for the session (tests only read it)."""
+    from worker.context import WorkerContext
+
+    ctx = WorkerContext(settings, sessions, store)
+    ctx.load_model()
+    assert ctx.engine is not None, ctx.model_error
+    return ctx
+
+
 @pytest.fixture
 def clean_db(sessions) -> None:
     with transaction(sessions) as session:

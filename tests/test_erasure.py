@@ -7,7 +7,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pytest
 from sqlalchemy import func, select, text
 
 from config.settings import RetentionSettings
@@ -96,14 +95,6 @@ def test_a_queued_job_erased_is_never_analysed(client, keys, settings, sessions,
     with sessions() as session:
         row = session.get(Job, job.id)
     assert row.status == "failed" and row.error_code == "erased" and row.deleted_at is not None
-
-
-@pytest.fixture(scope="module")
-def worker_ctx(settings, sessions, store) -> WorkerContext:
-    ctx = WorkerContext(settings, sessions, store)
-    ctx.load_model()
-    assert ctx.engine is not None, ctx.model_error
-    return ctx
 
 
 def test_a_job_erased_during_analysis_saves_nothing_and_removes_its_frames(worker_ctx, keys, sessions, store):

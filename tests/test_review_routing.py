@@ -7,7 +7,6 @@ import dataclasses
 import uuid
 
 import numpy as np
-import pytest
 from sqlalchemy import select
 
 from config import Settings
@@ -15,7 +14,6 @@ from domain.review_routing import priority, required_decisions, route
 from models import Result, ReviewItem
 from tests.conftest import voiced, wav_bytes
 from tests.factories import key_id, make_job
-from worker.context import WorkerContext
 from worker.jobs import Delivery, run_job
 
 
@@ -45,14 +43,6 @@ def test_the_double_review_share_is_reproducible_and_close_to_the_setting():
     assert 0.08 < doubles.count(2) / len(ids) < 0.12
     assert {required_decisions(i, 0.0) for i in ids} == {1}
     assert {required_decisions(i, 1.0) for i in ids} == {2}
-
-
-@pytest.fixture(scope="module")
-def worker_ctx(settings, sessions, store) -> WorkerContext:
-    ctx = WorkerContext(settings, sessions, store)
-    ctx.load_model()
-    assert ctx.engine is not None, ctx.model_error
-    return ctx
 
 
 def stereo_with_a_silent_channel() -> bytes:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
 from sqlalchemy import func, select
 
 from models import Job, Result
@@ -13,14 +12,6 @@ from tests.conftest import submit, voiced, wait_for_job, wait_until, wav_bytes
 from tests.factories import key_id, make_job
 from worker.context import WorkerContext
 from worker.jobs import Delivery, run_job, start_job
-
-
-@pytest.fixture(scope="session")
-def worker_ctx(settings, sessions, store) -> WorkerContext:
-    ctx = WorkerContext(settings, sessions, store)
-    ctx.load_model()
-    assert ctx.engine is not None, ctx.model_error
-    return ctx
 
 
 def job_row(sessions, job_id) -> Job:
