@@ -12,7 +12,7 @@ import numpy as np
 from scipy.signal import lfilter
 
 # Formant targets (F1, F2, F3 in Hz) of common English vowels.
-_VOWELS = np.array(
+VOWEL_FORMANTS_HZ = np.array(
     [
         (730, 1090, 2440), (270, 2290, 3010), (300, 870, 2240), (530, 1840, 2480),
         (640, 1190, 2390), (440, 1020, 2240), (660, 1720, 2410), (490, 1350, 1690),
@@ -47,7 +47,9 @@ def speech_like(seconds: float, rate: int, seed: int = 0, peak: float = 0.5) -> 
     source = np.diff(source, prepend=0.0)  # lip radiation
     source += 0.5 * source.std() * rng.standard_normal(n)  # breathiness
 
-    voiced = _formant_filter(source, rate, syllables, _VOWELS[rng.integers(len(_VOWELS), size=len(syllables))])
+    voiced = _formant_filter(
+        source, rate, syllables, VOWEL_FORMANTS_HZ[rng.integers(len(VOWEL_FORMANTS_HZ), size=len(syllables))]
+    )
     loudness = rng.uniform(0.5, 1.0, len(syllables))[which]
     out = voiced * np.sin(np.pi * phase_in_syllable) ** 2 * loudness
     fricative = (phase_in_syllable < 0.15) & (rng.random(len(syllables)) < 0.6)[which]

@@ -38,18 +38,12 @@ from analysis.segment import (
     segment_channel,
     speech_probabilities,
 )
+from analysis.synthetic import VOWEL_FORMANTS_HZ
 from config.settings import SegmentationSettings
 
 THRESHOLD = 0.5  # analysis.segment's speech threshold
 BOUNDARY_TOLERANCE_SECONDS = 0.064  # two frames
-# Formant targets (F1, F2, F3 in Hz) of common English vowels.
-_VOWELS = np.array(
-    [
-        (730, 1090, 2440), (270, 2290, 3010), (300, 870, 2240), (530, 1840, 2480),
-        (640, 1190, 2390), (440, 1020, 2240), (660, 1720, 2410), (490, 1350, 1690),
-    ],
-    dtype=np.float32,
-)  # fmt: skip
+_VOWELS = VOWEL_FORMANTS_HZ.astype(np.float32)
 _FORMANT_WIDTH_HZ = 80.0
 _VOICE_MAX_HZ = 3800.0
 
