@@ -319,9 +319,8 @@ class EmotionEngine:
         real = 0
         for index in order:
             # Sorted ascending, so this clip is the longest in the batch so far.
-            padded = lengths[index] * (len(current) + 1)
-            if self.options.cuda_graphs:
-                padded = bucket_samples(lengths[index], SAMPLE_RATE) * bucket_rows(len(current) + 1)
+            rows, width = self.padded_shape(len(current) + 1, lengths[index])
+            padded = rows * width
             too_padded = padded and 1 - (real + lengths[index]) / padded > self.max_padding_ratio
             if current and (padded > budget or too_padded):
                 batches.append(current)
@@ -331,6 +330,13 @@ class EmotionEngine:
         if current:
             batches.append(current)
         return batches
+
+    def padded_shape(self, rows: int, longest: int) -> tuple[int, int]:
+        """(rows, samples) a batch of ``rows`` clips, the longest ``longest``
+        samples, runs as: itself, or with ``cuda_graphs`` its shape bucket."""
+        if self.options.cuda_graphs:
+            return bucket_rows(rows), bucket_samples(longest, SAMPLE_RATE)
+        return rows, longest
 
     @torch.inference_mode()
     def score(self, clips: Sequence[np.ndarray], *, keep_frames: bool = False) -> list[ClipScores]:
@@ -344,9 +350,7 @@ class EmotionEngine:
     def _forward(self, clips: list[np.ndarray], keep_frames: bool) -> list[ClipScores]:
         device = self.info.device
         lengths = np.array([len(c) for c in clips])
-        rows, width = len(clips), int(lengths.max())
-        if self.options.cuda_graphs:
-            rows, width = bucket_rows(rows), bucket_samples(width, SAMPLE_RATE)
+        rows, width = self.padded_shape(len(clips), int(lengths.max()))
         # Padded batch and mask built on the host: one copy to the device, not one per clip.
         # Rows beyond the clips are silence, unpadded (a row of no length
         # would rely on FunASR's mask arithmetic for length 0); their results are dropped.

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from analysis.cuda_graphs import bucket_rows, bucket_samples
 from analysis.engine import EmotionEngine, pick_device
 from analysis.synthetic import speech_like
 from config.settings import EngineSettings
@@ -215,10 +214,7 @@ def run_variant(engine: EmotionEngine, variant: Variant, clips, device: str, rep
     engine.with_options(**variant.options)
     lengths = [len(c) for c in clips]
     batches = engine.batches(lengths)
-    if engine.options.cuda_graphs:  # what the passes compute: the shape buckets
-        padded = sum(bucket_samples(max(lengths[i] for i in b), RATE) * bucket_rows(len(b)) for b in batches)
-    else:
-        padded = sum(max(lengths[i] for i in b) * len(b) for b in batches)
+    padded = sum(math.prod(engine.padded_shape(len(b), max(lengths[i] for i in b))) for b in batches)
     audio = sum(lengths) / RATE
     before = 0
     if device.startswith("cuda"):
